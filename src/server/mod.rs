@@ -1,0 +1,471 @@
+//! The embedded handle service: List Handles and Force Close Handles over HTTP, exactly as
+//! Azure Files serves them, in front of any [`HandleService`].
+//!
+//! One request goes: route (path-style `/{account}/{share}/...` or host-style), check the
+//! version and parameters, authenticate (Shared Key or SAS), call the store, and encode the
+//! answer. Anything malformed gets the 4xx the real service would send, never a panic or a 500.
+
+mod admin;
+mod request;
+mod respond;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::{self, AccountKey, Operation, RequestView, SasResource};
+use crate::handles::memory::MemoryStore;
+use crate::handles::{self, HandleService};
+use crate::protocol::{
+    CloseRequest, ErrorCode, ListRequest, ServiceVersion, StorageError, Target, encode_list,
+};
+
+pub use request::{ADMIN_SEGMENT, Route};
+use respond::Echo;
+pub use respond::{Body, SERVER};
+
+/// How the service authenticates and what it accepts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The storage account the service poses as.
+    pub account: String,
+    /// The account key requests are signed with.
+    pub key: AccountKey,
+    /// Put the server's string-to-sign in `AuthenticationErrorDetail` (never in production:
+    /// it helps a client author find a signing bug).
+    pub debug_auth: bool,
+    /// The largest request body accepted (admin JSON); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The largest request head (request line and headers); larger ones get 431.
+    pub max_head_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for `account` and `key`: 64 KiB bodies, 64 KiB heads, no auth debugging.
+    pub fn new(account: impl Into<String>, key: AccountKey) -> Self {
+        Self {
+            account: account.into(),
+            key,
+            debug_auth: false,
+            max_body_bytes: 64 * 1024,
+            max_head_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The handle service: configuration, a store, and (for the memory store) the admin endpoint.
+pub struct HandleServer {
+    config: ServerConfig,
+    backend: Arc<dyn HandleService>,
+    admin: Option<Arc<MemoryStore>>,
+}
+
+/// A service running on a socket, stopped by [`RunningServer::shutdown`].
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl HandleServer {
+    /// A service over `backend`; `admin` enables the admin endpoint on a memory store.
+    pub fn new(
+        config: ServerConfig,
+        backend: Arc<dyn HandleService>,
+        admin: Option<Arc<MemoryStore>>,
+    ) -> Self {
+        Self {
+            config,
+            backend,
+            admin,
+        }
+    }
+
+    /// A service over a memory store, with the admin endpoint.
+    pub fn memory(config: ServerConfig, store: Arc<MemoryStore>) -> Self {
+        Self::new(config, store.clone(), Some(store))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then waits for open connections' requests
+    /// in flight to finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut conns = tokio::task::JoinSet::new();
+        let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+        // hyper's floor for the read buffer is 8 KiB.
+        let max_head = self.config.max_head_bytes.max(8192);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let this = self.clone();
+                    let mut closing = closing_rx.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let this = this.clone();
+                            async move { Ok::<_, std::convert::Infallible>(this.handle(req, Some(peer)).await) }
+                        });
+                        let mut builder = http1::Builder::new();
+                        builder
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(30))
+                            .max_buf_size(max_head);
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        let mut conn = std::pin::pin!(conn);
+                        tokio::select! {
+                            res = conn.as_mut() => if let Err(e) = res { tracing::debug!(error = %e, %peer, "connection ended with an error") },
+                            _ = closing.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
+                        }
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        let _ = closing_tx.send(true);
+        while conns.join_next().await.is_some() {}
+    }
+
+    /// Binds `addr` and serves in a background task.
+    pub async fn spawn(self: Arc<Self>, addr: SocketAddr) -> std::io::Result<RunningServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningServer {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>, peer: Option<SocketAddr>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (parts, body) = req.into_parts();
+        let client_request_id = parts.headers.get("x-ms-client-request-id").cloned();
+        let version = request::version(&parts.headers).unwrap_or(ServiceVersion::DEFAULT);
+        let echo = Echo {
+            request_id,
+            client_request_id,
+            version,
+        };
+        let result = match self.read_body(body).await {
+            Ok(body) => self.dispatch(&parts, &body, peer, &echo).await,
+            Err(e) => Err(e),
+        };
+        let mut resp = result.unwrap_or_else(|err| {
+            if err.status >= 500 {
+                tracing::warn!(status = err.status, code = %err.code, message = %err.message, "request failed");
+            } else {
+                tracing::debug!(status = err.status, code = %err.code, message = %err.message, "request refused");
+            }
+            respond::error(&err, &echo.request_id)
+        });
+        respond::standard_headers(&mut resp, &echo);
+        resp
+    }
+
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, StorageError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = self.config.max_body_bytes;
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(StorageError::new(
+                    413,
+                    ErrorCode::RequestBodyTooLarge,
+                    format!(
+                        "The request body is too large; this service accepts at most {limit} bytes."
+                    ),
+                ))
+            }
+            Err(e) => Err(StorageError::new(
+                400,
+                ErrorCode::InvalidInput,
+                format!("The request body could not be read: {e}"),
+            )),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        peer: Option<SocketAddr>,
+        echo: &Echo,
+    ) -> Result<Response<Body>, StorageError> {
+        let raw_path = parts.uri.path();
+        let query = auth::parse_query(parts.uri.query().unwrap_or("")).map_err(|pair| {
+            StorageError::invalid_query(
+                &pair,
+                &pair,
+                "The query parameter is not percent-encoded UTF-8.",
+            )
+        })?;
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.host());
+        let view = RequestView {
+            method: parts.method.as_str(),
+            raw_path,
+            query: &query,
+            headers: &parts.headers,
+        };
+        match request::route(raw_path, host, &self.config.account)? {
+            Route::Admin(segments) => {
+                let Some(store) = &self.admin else {
+                    return Err(StorageError::new(
+                        400,
+                        ErrorCode::FeatureNotSupported,
+                        "The admin endpoint exists only on the memory store.",
+                    ));
+                };
+                self.check_shared_key(&view)?;
+                admin::handle(store, &parts.method, &segments, &query, body)
+            }
+            Route::Handles { share, path } => {
+                let comp = request::query(&query, "comp");
+                let op = match (comp, &parts.method) {
+                    (Some("listhandles"), &Method::GET) => Operation::List,
+                    (Some("forceclosehandles"), &Method::PUT) => Operation::Close,
+                    (Some("listhandles" | "forceclosehandles"), _) => {
+                        return Err(StorageError::new(
+                            405,
+                            ErrorCode::UnsupportedHttpVerb,
+                            format!(
+                                "The resource doesn't support the specified HTTP verb {}: List Handles is a GET, Force Close Handles a PUT.",
+                                parts.method
+                            ),
+                        ));
+                    }
+                    (None, _) => return Err(StorageError::new(
+                        400,
+                        ErrorCode::MissingRequiredQueryParameter,
+                        "A query parameter that's mandatory for this request is not specified: comp (this service serves comp=listhandles and comp=forceclosehandles).",
+                    ).with_detail("QueryParameterName", "comp")),
+                    (Some(other), _) => return Err(StorageError::invalid_query(
+                        "comp",
+                        other,
+                        "This service serves only comp=listhandles and comp=forceclosehandles.",
+                    )),
+                };
+                let version = request::version(&parts.headers)?;
+                self.authenticate(&view, &share, &path, op, peer, version)?;
+                self.handles_op(op, share, path, &query, &parts.headers, echo)
+                    .await
+            }
+        }
+    }
+
+    fn check_shared_key(&self, view: &RequestView<'_>) -> Result<(), StorageError> {
+        auth::verify_shared_key(
+            view,
+            &self.config.account,
+            &self.config.key,
+            Timestamp::now(),
+            self.config.debug_auth,
+        )
+        .map_err(auth_error)
+    }
+
+    fn authenticate(
+        &self,
+        view: &RequestView<'_>,
+        share: &str,
+        path: &str,
+        op: Operation,
+        peer: Option<SocketAddr>,
+        version: ServiceVersion,
+    ) -> Result<(), StorageError> {
+        if auth::is_sas_request(view) {
+            let res = SasResource {
+                account: &self.config.account,
+                share,
+                path,
+                https: false,
+                client_ip: peer.map(|p| p.ip()),
+            };
+            return auth::verify_sas(view, &res, &self.config.key, op, Timestamp::now())
+                .map_err(auth_error);
+        }
+        match view.header("authorization") {
+            Some(a) if a.starts_with("Bearer ") => {
+                // The real service's order: the intent header first, then the version, then
+                // the token. We have no identity provider to check tokens against.
+                if request::header(view.headers, "x-ms-file-request-intent")?.is_none() {
+                    return Err(StorageError::missing_header("x-ms-file-request-intent"));
+                }
+                if !version.allows_oauth() {
+                    return Err(StorageError::invalid_header(
+                        "x-ms-version",
+                        &version.to_string(),
+                        "OAuth on the file data plane needs version 2022-11-02 or later.",
+                    ));
+                }
+                Err(StorageError::authentication_failed(
+                    "This handle service authenticates with Shared Key or SAS; it does not accept bearer tokens.",
+                ))
+            }
+            Some(_) => self.check_shared_key(view),
+            None => Err(StorageError::new(
+                401,
+                ErrorCode::Other("NoAuthenticationInformation".into()),
+                "Server failed to authenticate the request. The request carries no Authorization header and no SAS.",
+            )),
+        }
+    }
+
+    async fn handles_op(
+        &self,
+        op: Operation,
+        share: String,
+        path: String,
+        query: &[(String, String)],
+        headers: &http::HeaderMap,
+        echo: &Echo,
+    ) -> Result<Response<Body>, StorageError> {
+        request::check_timeout(query)?;
+        if let Some(snapshot) = request::query(query, "sharesnapshot") {
+            return Err(StorageError::new(
+                400,
+                ErrorCode::FeatureNotSupported,
+                "Share snapshots are not supported by this service: list or close handles on the live share.",
+            )
+            .with_detail("QueryParameterName", "sharesnapshot")
+            .with_detail("QueryParameterValue", snapshot));
+        }
+        if let Some(intent) = request::header(headers, "x-ms-file-request-intent")?
+            && intent != "backup"
+        {
+            return Err(StorageError::invalid_header(
+                "x-ms-file-request-intent",
+                intent,
+                "The only intent is backup.",
+            ));
+        }
+        request::bool_header(headers, "x-ms-allow-trailing-dot")?;
+        let recursive = request::bool_header(headers, "x-ms-recursive")?;
+        let target = Target {
+            share,
+            path,
+            recursive,
+        };
+        let marker = request::marker(query);
+        match op {
+            Operation::List => {
+                let max_results = request::max_results(query)?;
+                let req = ListRequest {
+                    target,
+                    marker,
+                    max_results,
+                };
+                let page = self.backend.list_handles(&req).await.map_err(store_error)?;
+                let mut body = Vec::with_capacity(256 + page.handles.len() * 360);
+                let echoed_marker = request::query(query, "marker").filter(|m| !m.is_empty());
+                encode_list(
+                    &mut body,
+                    echo.version,
+                    echoed_marker,
+                    max_results,
+                    &page.handles,
+                    page.next_marker.as_ref(),
+                );
+                Ok(respond::xml(body))
+            }
+            Operation::Close => {
+                let handles = request::handle_selector(headers)?;
+                let req = CloseRequest {
+                    target,
+                    handles,
+                    marker,
+                };
+                let page = self.backend.force_close(&req).await.map_err(store_error)?;
+                let mut resp = respond::empty();
+                let h = resp.headers_mut();
+                h.insert("x-ms-number-of-handles-closed", page.closed.into());
+                if echo.version.has_failed_count() {
+                    h.insert("x-ms-number-of-handles-failed", page.failed.into());
+                }
+                if let Some(m) = page.next_marker
+                    && let Ok(v) = http::HeaderValue::from_str(m.as_str())
+                {
+                    h.insert("x-ms-marker", v);
+                }
+                Ok(resp)
+            }
+        }
+    }
+}
+
+fn auth_error(e: auth::AuthError) -> StorageError {
+    let status = 403;
+    let message = match e.kind {
+        auth::AuthErrorKind::Authentication => {
+            return StorageError::authentication_failed(e.detail);
+        }
+        auth::AuthErrorKind::PermissionMismatch => {
+            return StorageError::permission_mismatch(e.detail);
+        }
+        _ => "This request is not authorized to perform this operation.",
+    };
+    StorageError::new(status, ErrorCode::Other(e.kind.code().to_owned()), message)
+        .with_detail("AuthenticationErrorDetail", e.detail)
+}
+
+fn store_error(e: handles::Error) -> StorageError {
+    match e {
+        handles::Error::Service { error, .. } => error,
+        handles::Error::Backend { target, message } => {
+            StorageError::internal(format!("The store failed on {target}: {message}"))
+        }
+    }
+}
