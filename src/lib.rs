@@ -7,7 +7,14 @@
 
 pub mod auth;
 pub mod duration;
+pub mod glob;
 pub mod handles;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;
+
+/// Installs ring as the process-wide rustls crypto provider. Idempotent. Every TLS client
+/// of the binary (ours and kube's) uses the one provider, so rustls never has to guess.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -4,10 +4,14 @@
 //! Everything here works on a neutral [`RequestView`] so that the client (signing) and the
 //! server (verifying) share one implementation of the string-to-sign.
 
+mod credentials;
 mod key;
 mod sas;
 mod shared_key;
 
+pub use credentials::{
+    ConnectionString, Credential, CredentialError, SECRET_KEYS, SasToken, credential_from_keys,
+};
 pub use key::{AccountKey, InvalidAccountKey};
 pub use sas::{Operation, SasResource, is_sas_request, verify_sas};
 pub use shared_key::{shared_key_string_to_sign, sign, verify_shared_key};

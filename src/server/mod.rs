@@ -464,8 +464,6 @@ fn auth_error(e: auth::AuthError) -> StorageError {
 fn store_error(e: handles::Error) -> StorageError {
     match e {
         handles::Error::Service { error, .. } => error,
-        handles::Error::Backend { target, message } => {
-            StorageError::internal(format!("The store failed on {target}: {message}"))
-        }
+        other => StorageError::internal(format!("The store failed: {other}")),
     }
 }

@@ -1,0 +1,97 @@
+//! `share-hygiene handle-service`: serve List Handles and Force Close Handles over a store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::ExitCode;
+use share_hygiene::auth::AccountKey;
+use share_hygiene::handles::memory::{DEFAULT_CLOSE_BATCH, MemoryStore, Seed};
+use share_hygiene::server::{HandleServer, ServerConfig};
+
+/// `handle-service` options.
+#[derive(Args)]
+pub struct HandleServiceArgs {
+    /// YAML seed that loads the memory store (see docs/seed-format.md).
+    #[arg(long)]
+    seed: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:10004")]
+    listen: SocketAddr,
+    /// The storage account name the service poses as.
+    #[arg(long, default_value = "devstoreaccount1")]
+    account: String,
+    /// The account key (base64). Prefer the environment variable: arguments show in `ps`.
+    /// Without one, a random key is generated and printed.
+    #[arg(long, env = "SHARE_HYGIENE_ACCOUNT_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// The most handles one Force Close Handles call closes before answering with x-ms-marker.
+    #[arg(long, default_value_t = DEFAULT_CLOSE_BATCH)]
+    close_batch: usize,
+    /// Put the server's string-to-sign in authentication errors (for client authors; never in
+    /// production).
+    #[arg(long)]
+    debug_auth: bool,
+}
+
+/// Loads a seed file into a new memory store, ages measured from now.
+pub fn load_seed(path: &Path, close_batch: usize) -> Result<MemoryStore> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the seed file {}", path.display()))?;
+    let seed = Seed::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    MemoryStore::from_seed(&seed, jiff::Timestamp::now(), close_batch)
+        .with_context(|| format!("in {}", path.display()))
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
+    let store = match &args.seed {
+        Some(path) => load_seed(path, args.close_batch)?,
+        None => MemoryStore::new(args.close_batch),
+    };
+    let key = match &args.key {
+        Some(k) => AccountKey::from_base64(k).context("--key / SHARE_HYGIENE_ACCOUNT_KEY")?,
+        None => {
+            let key = AccountKey::random();
+            // The only place a key is ever printed: one the operator did not give, so that a
+            // client can be pointed at this service.
+            eprintln!("no --key given; generated account key: {}", key.to_base64());
+            key
+        }
+    };
+    let stats = store.stats();
+    let mut config = ServerConfig::new(&args.account, key);
+    config.debug_auth = args.debug_auth;
+    let server = Arc::new(HandleServer::memory(config, Arc::new(store)));
+    let running = server
+        .spawn(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(
+        addr = %running.addr,
+        account = %args.account,
+        shares = stats.shares,
+        handles = stats.handles,
+        "handle service ready: http://{}/{}",
+        running.addr,
+        args.account
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(ExitCode::Ok)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

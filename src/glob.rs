@@ -1,0 +1,243 @@
+//! Globs for paths (`releases/**/*.bin`) and names (`backup-*`).
+//!
+//! Path globs match `/`-separated paths segment by segment: `*` and `?` stay inside a segment,
+//! and a `**` segment matches any number of segments, none included (so `logs/**` matches
+//! `logs` itself and everything below it). Name globs match a whole string, case-insensitively
+//! (SMB client and machine names are).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A path glob.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PathGlob {
+    text: String,
+    segments: Vec<String>,
+}
+
+/// A glob that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("glob {glob:?} is invalid: {reason}")]
+pub struct InvalidGlob {
+    /// The glob.
+    pub glob: String,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+impl FromStr for PathGlob {
+    type Err = InvalidGlob;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let segments: Vec<String> = s
+            .split('/')
+            .filter(|seg| !seg.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if segments.is_empty() {
+            return Err(InvalidGlob {
+                glob: s.to_owned(),
+                reason: "it is empty (use ** for everything)",
+            });
+        }
+        if segments.iter().any(|seg| seg.contains("**") && seg != "**") {
+            return Err(InvalidGlob {
+                glob: s.to_owned(),
+                reason: "** must be a whole path segment, as in a/**/b",
+            });
+        }
+        Ok(Self {
+            text: s.to_owned(),
+            segments,
+        })
+    }
+}
+
+impl PathGlob {
+    /// Whether `path` (relative, `/`-separated) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        match_segments(&self.segments, &parts)
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+fn match_segments(pattern: &[String], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((first, rest)) if first == "**" => {
+            (0..=path.len()).any(|skip| match_segments(rest, &path[skip..]))
+        }
+        Some((first, rest)) => match path.split_first() {
+            Some((seg, tail)) => {
+                wildcard(first.as_bytes(), seg.as_bytes(), false) && match_segments(rest, tail)
+            }
+            None => false,
+        },
+    }
+}
+
+/// `*` (any run) and `?` (one character) over bytes of UTF-8; `?` consumes one whole character.
+fn wildcard(pattern: &[u8], text: &[u8], fold_case: bool) -> bool {
+    let eq = |a: u8, b: u8| {
+        if fold_case {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            backtrack = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == b'?' {
+            p += 1;
+            t += utf8_len(text[t]);
+        } else if p < pattern.len() && eq(pattern[p], text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some((bp, bt)) = backtrack {
+            p = bp + 1;
+            t = bt + utf8_len(text[bt]);
+            backtrack = Some((bp, t));
+        } else {
+            return false;
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*') && t == text.len()
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        b if b < 0x80 => 1,
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        _ => 2,
+    }
+}
+
+impl fmt::Debug for PathGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PathGlob({:?})", self.text)
+    }
+}
+
+impl fmt::Display for PathGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A name glob, matched case-insensitively against a whole name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NameGlob(String);
+
+impl FromStr for NameGlob {
+    type Err = InvalidGlob;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(InvalidGlob {
+                glob: s.to_owned(),
+                reason: "it is empty",
+            });
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl NameGlob {
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        wildcard(self.0.as_bytes(), name.as_bytes(), true)
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NameGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NameGlob({:?})", self.0)
+    }
+}
+
+macro_rules! serde_via_str {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+serde_via_str!(PathGlob);
+serde_via_str!(NameGlob);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(glob: &str, p: &str) -> bool {
+        glob.parse::<PathGlob>().unwrap().matches(p)
+    }
+
+    #[test]
+    fn path_globs() {
+        let cases = [
+            ("releases/**", "releases", true),
+            ("releases/**", "releases/v1/app.bin", true),
+            ("releases/**", "releases-old/x", false),
+            ("**", "", true),
+            ("**", "a/b/c", true),
+            ("**/*.log", "a.log", true),
+            ("**/*.log", "x/y/a.log", true),
+            ("**/*.log", "x/y/a.log.gz", false),
+            ("a/*/c", "a/b/c", true),
+            ("a/*/c", "a/b/x/c", false),
+            ("a/**/c", "a/c", true),
+            ("a/**/c", "a/b/x/c", true),
+            ("*.tmp", "dir/x.tmp", false),
+            ("dir/?.txt", "dir/é.txt", true),
+            ("dir/?.txt", "dir/ab.txt", false),
+            ("/scratch/*", "scratch/x", true),
+            ("Data/*", "data/x", false),
+        ];
+        for (g, p, want) in cases {
+            assert_eq!(path(g, p), want, "{g} vs {p}");
+        }
+    }
+
+    #[test]
+    fn invalid_path_globs() {
+        for g in ["", "/", "a/b**"] {
+            assert!(g.parse::<PathGlob>().is_err(), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn name_globs_fold_case() {
+        let g: NameGlob = "backup-*".parse().unwrap();
+        assert!(g.matches("BACKUP-01") && g.matches("backup-") && !g.matches("xbackup-1"));
+        let g: NameGlob = "*-node-?".parse().unwrap();
+        assert!(g.matches("aks-node-1") && !g.matches("aks-node-12"));
+        assert!("*a*b*".parse::<NameGlob>().unwrap().matches("xxaxxbxx"));
+    }
+}

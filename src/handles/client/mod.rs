@@ -1,0 +1,508 @@
+//! The HTTP client for any endpoint that speaks the handle protocol: Azure Files (host-style),
+//! our handle service and emulators (path-style).
+//!
+//! One [`HandleClient`] implements [`HandleService`]: each call is one List Handles or Force
+//! Close Handles request, retried on throttling, server errors and broken connections within
+//! a retry budget, bounded by a per-request and a per-call timeout.
+
+mod bearer;
+mod endpoint;
+mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+use jiff::Timestamp;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::{Error, HandleService, describe};
+use crate::auth::{self, Credential, RequestView};
+use crate::protocol::{
+    ClosePage, CloseRequest, ErrorCode, ListPage, ListRequest, Marker, ServiceVersion,
+    StorageError, Target, decode_error, decode_list,
+};
+
+pub use endpoint::{Endpoint, InvalidUrl, ShareUrl};
+pub use retry::{RetryBudget, RetryPolicy, is_retryable_status, parse_retry_after};
+
+use bearer::BearerFile;
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The `x-ms-version` sent.
+    pub version: ServiceVersion,
+    /// The longest one HTTP exchange may take.
+    pub request_timeout: Duration,
+    /// The longest one call may take, retries and waits included.
+    pub operation_timeout: Duration,
+    /// When to retry.
+    pub retry: RetryPolicy,
+    /// Retries the whole client may spend at once (see [`RetryBudget`]).
+    pub retry_budget: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            version: ServiceVersion::DEFAULT,
+            request_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            retry_budget: 20,
+        }
+    }
+}
+
+/// Counts of what the client did, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// HTTP requests sent (retries included).
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Retries.
+    pub retries: std::sync::atomic::AtomicU64,
+    /// Answers that were throttling (429, 503).
+    pub throttled: std::sync::atomic::AtomicU64,
+}
+
+/// Observes every request the client sends (metrics hook).
+pub trait RequestObserver: Send + Sync {
+    /// One HTTP exchange ended: the operation, the HTTP status (`None` when no response came)
+    /// and how long it took.
+    fn observe(&self, operation: &'static str, status: Option<u16>, elapsed: Duration);
+}
+
+/// A client for one file service endpoint.
+pub struct HandleClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    credential: Credential,
+    bearer: Option<BearerFile>,
+    options: ClientOptions,
+    budget: RetryBudget,
+    stats: ClientStats,
+    observer: Option<Arc<dyn RequestObserver>>,
+}
+
+/// A client that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The credential does not fit the endpoint or options.
+    #[error("{0}")]
+    Credential(String),
+    /// The HTTP stack could not be set up.
+    #[error("setting up HTTP: {0}")]
+    Http(String),
+}
+
+/// What an attempt came to.
+enum Attempt {
+    Done(reqwest::Response),
+    Retry {
+        error: Error,
+        retry_after: Option<Duration>,
+    },
+    Fail(Error),
+}
+
+impl HandleClient {
+    /// A client for `endpoint` that authenticates with `credential`.
+    pub fn new(
+        endpoint: Endpoint,
+        credential: Credential,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        if let Credential::SharedKey { account, .. } = &credential
+            && account != endpoint.account()
+        {
+            return Err(ClientError::Credential(format!(
+                "the account key is for account {account:?} but the endpoint {endpoint} is account {:?}",
+                endpoint.account()
+            )));
+        }
+        let bearer = match &credential {
+            Credential::BearerTokenFile(path) => {
+                if options.version < ServiceVersion::V2022_11_02 {
+                    return Err(ClientError::Credential(format!(
+                        "bearer tokens need x-ms-version 2022-11-02 or later, not {}",
+                        options.version
+                    )));
+                }
+                Some(BearerFile::new(path))
+            }
+            _ => None,
+        };
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("share-hygiene/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok(Self {
+            http,
+            endpoint,
+            credential,
+            bearer,
+            budget: RetryBudget::new(options.retry_budget),
+            options,
+            stats: ClientStats::default(),
+            observer: None,
+        })
+    }
+
+    /// Reports every request to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// What the client has done so far.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// Sends one call, retrying as the options say, within the per-call timeout.
+    async fn call(
+        &self,
+        operation: &'static str,
+        method: reqwest::Method,
+        target: &Target,
+        query: &[(&'static str, String)],
+        headers: &[(&'static str, String)],
+    ) -> Result<reqwest::Response, Error> {
+        let deadline = Instant::now() + self.options.operation_timeout;
+        let run = async {
+            let mut retry = 0;
+            loop {
+                let outcome = self
+                    .attempt(operation, method.clone(), target, query, headers)
+                    .await;
+                let (error, retry_after) = match outcome {
+                    Attempt::Done(resp) => return Ok(resp),
+                    Attempt::Fail(error) => return Err(error),
+                    Attempt::Retry { error, retry_after } => (error, retry_after),
+                };
+                retry += 1;
+                if retry > self.options.retry.max_retries {
+                    return Err(error);
+                }
+                if !self.budget.withdraw() {
+                    tracing::warn!(target = %describe(target), "retry budget exhausted; not retrying");
+                    return Err(error);
+                }
+                let wait = self.options.retry.delay(retry, retry_after);
+                if Instant::now() + wait >= deadline {
+                    return Err(error);
+                }
+                tracing::debug!(target = %describe(target), retry, ?wait, error = %error, "retrying");
+                self.stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                target: describe(target),
+                after: self.options.operation_timeout,
+            }),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        operation: &'static str,
+        method: reqwest::Method,
+        target: &Target,
+        query: &[(&'static str, String)],
+        extra: &[(&'static str, String)],
+    ) -> Attempt {
+        let started = Instant::now();
+        let request = match self.build(method, target, query, extra) {
+            Ok(r) => r,
+            Err(e) => return Attempt::Fail(e),
+        };
+        self.stats
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.budget.deposit();
+        let result = self.http.execute(request).await;
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        if let Some(observer) = &self.observer {
+            observer.observe(operation, status, started.elapsed());
+        }
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                // `without_url`: the URL may carry a SAS.
+                let error = Error::Transport {
+                    target: describe(target),
+                    message: error_chain(&e.without_url()),
+                };
+                return Attempt::Retry {
+                    error,
+                    retry_after: None,
+                };
+            }
+        };
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Attempt::Done(resp);
+        }
+        if matches!(status, 429 | 503) {
+            self.stats
+                .throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Timestamp::now()));
+        let error = self.service_error(target, resp).await;
+        if is_retryable_status(status) {
+            Attempt::Retry { error, retry_after }
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+
+    /// Builds and signs one request.
+    fn build(
+        &self,
+        method: reqwest::Method,
+        target: &Target,
+        query: &[(&'static str, String)],
+        extra: &[(&'static str, String)],
+    ) -> Result<reqwest::Request, Error> {
+        let mut url = self.endpoint.resource_url(&target.share, &target.path);
+        let mut sep = '?';
+        for (name, value) in query {
+            url.push(sep);
+            url.push_str(name);
+            url.push('=');
+            url.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
+            sep = '&';
+        }
+        if let Credential::Sas(sas) = &self.credential {
+            url.push(sep);
+            url.push_str(sas.query());
+        }
+        let url = reqwest::Url::parse(&url).map_err(|e| Error::Protocol {
+            target: describe(target),
+            message: format!("building the request URL: {e}"),
+        })?;
+
+        let mut headers = HeaderMap::new();
+        let set = |headers: &mut HeaderMap, name: &'static str, value: &str| -> Result<(), Error> {
+            let value = HeaderValue::from_str(value).map_err(|_| Error::Protocol {
+                target: describe(target),
+                message: format!("header {name} cannot carry {value:?}"),
+            })?;
+            headers.insert(HeaderName::from_static(name), value);
+            Ok(())
+        };
+        set(
+            &mut headers,
+            "x-ms-version",
+            &self.options.version.to_string(),
+        )?;
+        set(
+            &mut headers,
+            "x-ms-date",
+            &crate::protocol::format_rfc1123(Timestamp::now()),
+        )?;
+        set(
+            &mut headers,
+            "x-ms-client-request-id",
+            &uuid::Uuid::new_v4().to_string(),
+        )?;
+        if let Some(recursive) = target.recursive {
+            set(
+                &mut headers,
+                "x-ms-recursive",
+                if recursive { "true" } else { "false" },
+            )?;
+        }
+        for (name, value) in extra {
+            set(&mut headers, name, value)?;
+        }
+        if method == reqwest::Method::PUT {
+            set(&mut headers, "content-length", "0")?;
+        }
+        match &self.credential {
+            Credential::SharedKey { account, key } => {
+                let decoded: Vec<(String, String)> = query
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                    .collect();
+                let view = RequestView {
+                    method: method.as_str(),
+                    raw_path: url.path(),
+                    query: &decoded,
+                    headers: &headers,
+                };
+                let sts = auth::shared_key_string_to_sign(&view, account, url.path());
+                let signature = auth::sign(key, &sts);
+                set(
+                    &mut headers,
+                    "authorization",
+                    &format!("SharedKey {account}:{signature}"),
+                )?;
+            }
+            Credential::Sas(_) => {}
+            Credential::BearerTokenFile(_) => {
+                let token = self
+                    .bearer
+                    .as_ref()
+                    .expect("a bearer credential has a token file")
+                    .token()
+                    .map_err(|message| Error::Credential { message })?;
+                set(&mut headers, "x-ms-file-request-intent", "backup")?;
+                set(&mut headers, "authorization", &format!("Bearer {token}"))?;
+            }
+        }
+        let mut request = reqwest::Request::new(method, url);
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    /// The storage error of a failed response, from its body, `x-ms-error-code`, or status.
+    async fn service_error(&self, target: &Target, resp: reqwest::Response) -> Error {
+        let status = resp.status();
+        let request_id = header_str(resp.headers(), "x-ms-request-id");
+        let code_header = header_str(resp.headers(), "x-ms-error-code");
+        let body = resp.bytes().await.unwrap_or_default();
+        let error = decode_error(status.as_u16(), &body).unwrap_or_else(|| {
+            let code = code_header.clone().map_or_else(
+                || ErrorCode::Other(format!("Http{}", status.as_u16())),
+                |c| ErrorCode::parse(&c),
+            );
+            StorageError::new(
+                status.as_u16(),
+                code,
+                status.canonical_reason().unwrap_or("unexpected status"),
+            )
+        });
+        Error::Service {
+            target: describe(target),
+            request_id,
+            error,
+        }
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// An error and its sources, joined with `: `.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn count_header(headers: &HeaderMap, name: &str, target: &Target) -> Result<u64, Error> {
+    match headers.get(name) {
+        None => Ok(0), // Older versions send no failed count: it is 0.
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::Protocol {
+                target: describe(target),
+                message: format!(
+                    "{name} is {:?}, not a count",
+                    String::from_utf8_lossy(v.as_bytes())
+                ),
+            }),
+    }
+}
+
+impl HandleService for HandleClient {
+    fn list_handles<'a>(&'a self, req: &'a ListRequest) -> BoxFuture<'a, Result<ListPage, Error>> {
+        Box::pin(async move {
+            let mut query = vec![("comp", "listhandles".to_owned())];
+            if let Some(m) = &req.marker {
+                query.push(("marker", m.as_str().to_owned()));
+            }
+            if let Some(n) = req.max_results {
+                query.push(("maxresults", n.to_string()));
+            }
+            let resp = self
+                .call(
+                    "list_handles",
+                    reqwest::Method::GET,
+                    &req.target,
+                    &query,
+                    &[],
+                )
+                .await?;
+            let body = resp.bytes().await.map_err(|e| Error::Transport {
+                target: describe(&req.target),
+                message: format!(
+                    "reading the List Handles body: {}",
+                    error_chain(&e.without_url())
+                ),
+            })?;
+            let list = decode_list(&body).map_err(|e| Error::Protocol {
+                target: describe(&req.target),
+                message: e.to_string(),
+            })?;
+            Ok(ListPage {
+                handles: list.handles,
+                next_marker: list.next_marker,
+            })
+        })
+    }
+
+    fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>> {
+        Box::pin(async move {
+            let mut query = vec![("comp", "forceclosehandles".to_owned())];
+            if let Some(m) = &req.marker {
+                query.push(("marker", m.as_str().to_owned()));
+            }
+            let headers = [("x-ms-handle-id", req.handles.to_string())];
+            let resp = self
+                .call(
+                    "force_close",
+                    reqwest::Method::PUT,
+                    &req.target,
+                    &query,
+                    &headers,
+                )
+                .await?;
+            let h = resp.headers();
+            Ok(ClosePage {
+                closed: count_header(h, "x-ms-number-of-handles-closed", &req.target)?,
+                failed: count_header(h, "x-ms-number-of-handles-failed", &req.target)?,
+                next_marker: header_str(h, "x-ms-marker")
+                    .filter(|m| !m.is_empty())
+                    .map(Marker::new),
+            })
+        })
+    }
+}
