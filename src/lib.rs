@@ -5,12 +5,15 @@
 //! requests, [`handles`] holds the `HandleService` trait and its stores, and [`server`] serves
 //! any store over HTTP exactly as Azure Files does.
 
+pub mod api;
 pub mod auth;
 pub mod duration;
 pub mod glob;
 pub mod handles;
+pub mod policy;
 pub mod protocol;
 pub mod server;
+pub mod sweep;
 pub mod telemetry;
 
 /// Installs ring as the process-wide rustls crypto provider. Idempotent. Every TLS client

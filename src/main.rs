@@ -25,6 +25,10 @@ enum Command {
     /// List or force-close open handles on a share (Azure Files or a handle service).
     #[command(subcommand)]
     Handles(commands::handles::HandlesCommand),
+    /// Sweep a HandlePolicy once, outside Kubernetes (or on the embedded handle service).
+    Sweep(commands::sweep::SweepArgs),
+    /// Print the HandlePolicy CustomResourceDefinition (YAML).
+    Crd,
 }
 
 fn main() {
@@ -40,6 +44,8 @@ fn main() {
                 match cli.command {
                     Command::HandleService(args) => commands::handle_service::run(args).await,
                     Command::Handles(cmd) => commands::handles::run(cmd).await,
+                    Command::Sweep(args) => commands::sweep::run(args).await,
+                    Command::Crd => commands::crd::run(),
                 }
             })
         });

@@ -10,6 +10,7 @@ use clap::Args;
 use super::ExitCode;
 use share_hygiene::auth::AccountKey;
 use share_hygiene::handles::memory::{DEFAULT_CLOSE_BATCH, MemoryStore, Seed};
+use share_hygiene::handles::samba::{SambaArgs, SambaStore};
 use share_hygiene::server::{HandleServer, ServerConfig};
 
 /// `handle-service` options.
@@ -35,6 +36,20 @@ pub struct HandleServiceArgs {
     /// production).
     #[arg(long)]
     debug_auth: bool,
+    /// The store behind the service: the in-memory table, or the Samba server of --smb-conf.
+    #[arg(long, value_enum, default_value = "memory")]
+    backend: Backend,
+    #[command(flatten)]
+    samba: SambaArgs,
+}
+
+/// Which store `handle-service` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The in-memory table (seeded by --seed, changed through the admin endpoint).
+    Memory,
+    /// The open handles of a Samba server on this host (see docs/samba.md).
+    Samba,
 }
 
 /// Loads a seed file into a new memory store, ages measured from now.
@@ -48,20 +63,14 @@ pub fn load_seed(path: &Path, close_batch: usize) -> Result<MemoryStore> {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
+    if args.backend == Backend::Samba {
+        return run_samba(args).await;
+    }
     let store = match &args.seed {
         Some(path) => load_seed(path, args.close_batch)?,
         None => MemoryStore::new(args.close_batch),
     };
-    let key = match &args.key {
-        Some(k) => AccountKey::from_base64(k).context("--key / SHARE_HYGIENE_ACCOUNT_KEY")?,
-        None => {
-            let key = AccountKey::random();
-            // The only place a key is ever printed: one the operator did not give, so that a
-            // client can be pointed at this service.
-            eprintln!("no --key given; generated account key: {}", key.to_base64());
-            key
-        }
-    };
+    let key = account_key(args.key.as_deref())?;
     let stats = store.stats();
     let mut config = ServerConfig::new(&args.account, key);
     config.debug_auth = args.debug_auth;
@@ -75,6 +84,54 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
         account = %args.account,
         shares = stats.shares,
         handles = stats.handles,
+        "handle service ready: http://{}/{}",
+        running.addr,
+        args.account
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(ExitCode::Ok)
+}
+
+/// The account key given, or a random one that is printed.
+fn account_key(key: Option<&str>) -> Result<AccountKey> {
+    match key {
+        Some(k) => AccountKey::from_base64(k).context("--key / SHARE_HYGIENE_ACCOUNT_KEY"),
+        None => {
+            let key = AccountKey::random();
+            // The only place a key is ever printed: one the operator did not give, so that a
+            // client can be pointed at this service.
+            eprintln!("no --key given; generated account key: {}", key.to_base64());
+            Ok(key)
+        }
+    }
+}
+
+/// Runs the service over the Samba server of `--smb-conf` until SIGINT or SIGTERM.
+async fn run_samba(args: HandleServiceArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        args.seed.is_none(),
+        "--seed loads the memory store; it does not apply to --backend samba"
+    );
+    let samba = args.samba.config(args.close_batch).context(
+        "the Samba login (--samba-credentials-file, or SHARE_HYGIENE_SAMBA_USER and SHARE_HYGIENE_SAMBA_PASSWORD)",
+    )?;
+    let store = SambaStore::open(samba).await.context("--backend samba")?;
+    let shares = store.shares().shares.len();
+    let mut config = ServerConfig::new(&args.account, account_key(args.key.as_deref())?);
+    config.debug_auth = args.debug_auth;
+    let server = Arc::new(HandleServer::new(config, Arc::new(store), None));
+    let running = server
+        .spawn(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(
+        addr = %running.addr,
+        account = %args.account,
+        backend = "samba",
+        smb_conf = %args.samba.smb_conf.display(),
+        shares,
         "handle service ready: http://{}/{}",
         running.addr,
         args.account

@@ -1,8 +1,10 @@
 //! The subcommands of the `share-hygiene` binary.
 
 pub mod connect;
+pub mod crd;
 pub mod handle_service;
 pub mod handles;
+pub mod sweep;
 
 use share_hygiene::handles::{Error as HandleError, ErrorCategory};
 
@@ -19,6 +21,8 @@ pub enum ExitCode {
     NotFound = 4,
     /// The command ran, but some handles could not be closed.
     SomeCloseFailed = 5,
+    /// A sweep's safety valve tripped: it closed nothing.
+    SafetyValve = 6,
 }
 
 /// The exit code for an error: by the handle error it wraps, if any.

@@ -8,6 +8,7 @@ pub mod client;
 mod marker;
 pub mod memory;
 mod paging;
+pub mod samba;
 
 use futures::future::BoxFuture;
 

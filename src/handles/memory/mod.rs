@@ -22,12 +22,12 @@ use serde::Serialize;
 use super::{Error, HandleService, MarkerCodec, MarkerKind};
 use crate::protocol::{
     AccessRights, ClosePage, CloseRequest, HandleId, HandleSelector, ListPage, ListRequest,
-    MAX_RESULTS_LIMIT, StorageError, Target,
+    MAX_RESULTS_LIMIT, StorageError, Target, validate_share_name,
 };
 
 pub use seed::{Seed, SeedError, SeedHandle, SeedShare};
+pub use share::NodeKind;
 use share::{NodeIx, OpenHandle, Share};
-pub use share::{NodeKind, validate_share_name};
 
 /// The default number of handles one Force Close Handles call closes.
 pub const DEFAULT_CLOSE_BATCH: usize = 1000;

@@ -280,22 +280,3 @@ fn validate_name(name: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
-
-/// Azure's share naming rule: 3 to 63 lowercase letters, digits and single hyphens, starting
-/// and ending with a letter or digit.
-pub fn validate_share_name(name: &str) -> Result<(), String> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "share name {name:?} is not 3 to 63 lowercase letters, digits and single hyphens starting and ending with a letter or digit"
-        ))
-    }
-}

@@ -1,0 +1,292 @@
+//! From a `HandlePolicySpec` to a [`Policy`] the engine runs: every duration, glob and CIDR
+//! parsed once, every invalid field reported with its path and value.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::api::{AccessRight, FieldError, HandlePolicySpec, InvalidSpec, Mode};
+use crate::duration::HumanDuration;
+use crate::glob::{NameGlob, PathGlob};
+use crate::protocol::AccessRights;
+
+/// The shortest interval between sweeps.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Whether closes happen.
+    pub mode: Mode,
+    /// Time between sweeps.
+    pub interval: Duration,
+    /// The shares, in spec order.
+    pub shares: Vec<ShareScope>,
+    /// What counts as leaked and what is protected.
+    pub rules: Rules,
+    /// Caps on one sweep.
+    pub limits: Limits,
+}
+
+/// One share and the roots to sweep in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareScope {
+    /// The file service endpoint.
+    pub endpoint: String,
+    /// The share.
+    pub share: String,
+    /// The credentials Secret's name.
+    pub secret: String,
+    /// Directories swept recursively, normalized (no leading or trailing `/`; empty = root).
+    /// Nested roots are dropped so no handle is listed twice.
+    pub roots: Vec<String>,
+}
+
+/// The rules of a policy, compiled.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// In scope only if matching one of these (empty: all).
+    pub include: Vec<PathGlob>,
+    /// Out of scope if matching one of these.
+    pub exclude: Vec<PathGlob>,
+    /// Held longer than this is stale.
+    pub stale: Option<Duration>,
+    /// Unknown to the cluster for this long is orphaned.
+    pub orphaned: Option<Duration>,
+    /// Handles on or below these paths block their rename (normalized paths).
+    pub rename_guard: Vec<String>,
+    /// Only handles holding one of these rights are condemned.
+    pub access: Option<AccessRights>,
+    /// Never close handles from these networks.
+    pub protect_cidrs: Vec<IpNet>,
+    /// Never close handles from clients with matching names.
+    pub protect_names: Vec<NameGlob>,
+}
+
+/// Caps on one sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most handles one sweep closes.
+    pub max_closes: u64,
+    /// Close none if more than this percentage of observed handles would close.
+    pub safety_valve_percent: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_closes: 1000,
+            safety_valve_percent: 50,
+        }
+    }
+}
+
+/// A path as the policy holds it: `/`-separated, no empty segments, no leading or trailing
+/// `/`. Refuses `.` and `..` segments, which would make scope checks lie.
+pub fn normalize_path(p: &str) -> Result<String, &'static str> {
+    let segments: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err("'.' and '..' segments are not allowed");
+    }
+    Ok(segments.join("/"))
+}
+
+/// Whether `path` is `root` or below it (both normalized; the empty root holds everything).
+pub fn is_within(path: &str, root: &str) -> bool {
+    root.is_empty()
+        || path == root
+        || (path.starts_with(root) && path.as_bytes().get(root.len()) == Some(&b'/'))
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(
+        &mut self,
+        field: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        self.0.push(FieldError {
+            field: field.into(),
+            value: value.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn duration(&mut self, field: &str, value: &str) -> Option<Duration> {
+        match value.parse::<HumanDuration>() {
+            Ok(d) => Some(d.0),
+            Err(e) => {
+                self.push(field, value, e.reason);
+                None
+            }
+        }
+    }
+}
+
+/// Compiles and checks a spec; the error lists every invalid field.
+pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
+    let mut errs = Errors(Vec::new());
+    let interval = errs
+        .duration("spec.interval", &spec.interval)
+        .unwrap_or(MIN_INTERVAL);
+    if interval < MIN_INTERVAL {
+        errs.push("spec.interval", &spec.interval, "must be at least 30s");
+    }
+
+    if spec.shares.is_empty() {
+        errs.push("spec.shares", "[]", "give at least one share");
+    }
+    let mut shares = Vec::with_capacity(spec.shares.len());
+    for (i, s) in spec.shares.iter().enumerate() {
+        let field = |f: &str| format!("spec.shares[{i}].{f}");
+        let scheme_ok = s.endpoint.starts_with("https://") || s.endpoint.starts_with("http://");
+        if !scheme_ok || s.endpoint.contains(['?', '#', ' ']) {
+            errs.push(field("endpoint"), &s.endpoint, "not an endpoint URL such as https://ACCOUNT.file.core.windows.net or http://HOST:PORT/ACCOUNT");
+        }
+        if let Err(reason) = crate::protocol::validate_share_name(&s.share) {
+            errs.push(field("share"), &s.share, reason);
+        }
+        if shares
+            .iter()
+            .any(|o: &ShareScope| o.endpoint == s.endpoint && o.share == s.share)
+        {
+            errs.push(
+                field("share"),
+                &s.share,
+                "this endpoint and share appear twice",
+            );
+        }
+        let mut roots: Vec<String> = Vec::new();
+        for (j, p) in s.paths.iter().enumerate() {
+            match normalize_path(p) {
+                Ok(p) => roots.push(p),
+                Err(reason) => errs.push(field(&format!("paths[{j}]")), p, reason),
+            }
+        }
+        if roots.is_empty() {
+            roots.push(String::new());
+        }
+        roots.sort();
+        roots.dedup();
+        let outer: Vec<String> = roots
+            .iter()
+            .filter(|r| !roots.iter().any(|o| o != *r && is_within(r, o)))
+            .cloned()
+            .collect();
+        shares.push(ShareScope {
+            endpoint: s.endpoint.trim_end_matches('/').to_owned(),
+            share: s.share.clone(),
+            secret: s.credentials_secret_ref.name.clone(),
+            roots: outer,
+        });
+    }
+
+    let mut rules = Rules::default();
+    for (list, name, out) in [
+        (&spec.match_.include, "include", &mut rules.include),
+        (&spec.match_.exclude, "exclude", &mut rules.exclude),
+    ] {
+        for (i, g) in list.iter().enumerate() {
+            match g.parse() {
+                Ok(glob) => out.push(glob),
+                Err(e) => errs.push(format!("spec.match.{name}[{i}]"), g, e.reason),
+            }
+        }
+    }
+    let r = &spec.rules;
+    if r.stale.is_none() && r.orphaned.is_none() && r.rename_guard.is_none() {
+        errs.push(
+            "spec.rules",
+            "{}",
+            "give at least one rule: stale, orphaned or renameGuard",
+        );
+    }
+    if let Some(stale) = &r.stale {
+        rules.stale = errs.duration("spec.rules.stale.openLongerThan", &stale.open_longer_than);
+    }
+    if let Some(orphaned) = &r.orphaned {
+        rules.orphaned = errs.duration("spec.rules.orphaned.gracePeriod", &orphaned.grace_period);
+    }
+    if let Some(guard) = &r.rename_guard {
+        if guard.paths.is_empty() {
+            errs.push(
+                "spec.rules.renameGuard.paths",
+                "[]",
+                "give at least one path",
+            );
+        }
+        for (i, p) in guard.paths.iter().enumerate() {
+            match normalize_path(p) {
+                Ok(n) if n.is_empty() => errs.push(
+                    format!("spec.rules.renameGuard.paths[{i}]"),
+                    p,
+                    "the share root cannot be renamed; name a directory or file",
+                ),
+                Ok(n) => rules.rename_guard.push(n),
+                Err(reason) => errs.push(format!("spec.rules.renameGuard.paths[{i}]"), p, reason),
+            }
+        }
+    }
+    if !r.access_rights.is_empty() {
+        rules.access = Some(
+            r.access_rights
+                .iter()
+                .fold(AccessRights::NONE, |acc, right| {
+                    acc.union(match right {
+                        AccessRight::Read => AccessRights::READ,
+                        AccessRight::Write => AccessRights::WRITE,
+                        AccessRight::Delete => AccessRights::DELETE,
+                    })
+                }),
+        );
+    }
+    for (i, c) in spec.protect.client_cidrs.iter().enumerate() {
+        match c.parse::<IpNet>() {
+            Ok(net) => rules.protect_cidrs.push(net),
+            Err(_) => errs.push(
+                format!("spec.protect.clientCIDRs[{i}]"),
+                c,
+                "not a CIDR such as 10.1.0.0/16 or fd00::/8",
+            ),
+        }
+    }
+    for (i, n) in spec.protect.client_names.iter().enumerate() {
+        match n.parse() {
+            Ok(g) => rules.protect_names.push(g),
+            Err(e) => errs.push(format!("spec.protect.clientNames[{i}]"), n, e.reason),
+        }
+    }
+
+    let l = &spec.limits;
+    if l.max_closes_per_sweep < 1 {
+        errs.push(
+            "spec.limits.maxClosesPerSweep",
+            l.max_closes_per_sweep.to_string(),
+            "must be at least 1",
+        );
+    }
+    if !(1..=100).contains(&l.safety_valve_percent) {
+        errs.push(
+            "spec.limits.safetyValvePercent",
+            l.safety_valve_percent.to_string(),
+            "must be from 1 to 100",
+        );
+    }
+    let limits = Limits {
+        max_closes: u64::try_from(l.max_closes_per_sweep).unwrap_or(0),
+        safety_valve_percent: u8::try_from(l.safety_valve_percent.clamp(1, 100)).unwrap_or(100),
+    };
+
+    if !errs.0.is_empty() {
+        return Err(InvalidSpec(errs.0));
+    }
+    Ok(Policy {
+        mode: spec.mode,
+        interval,
+        shares,
+        rules,
+        limits,
+    })
+}
