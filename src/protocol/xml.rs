@@ -35,21 +35,26 @@ pub struct XmlError {
     pub reason: String,
 }
 
-/// Appends `s` with `&`, `<`, `>` and `"` escaped.
+/// Appends `s` with `&`, `<`, `>` and `"` escaped, CR as `&#13;` (parsers would turn a raw
+/// CR into LF), and characters XML 1.0 cannot carry at all (other controls, U+FFFE, U+FFFF)
+/// replaced by U+FFFD, so one odd value never makes a whole body unreadable.
 pub(crate) fn escape_text(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let rep: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'"' => b"&quot;",
+    for (i, c) in s.char_indices() {
+        let rep: &[u8] = match c {
+            '&' => b"&amp;",
+            '<' => b"&lt;",
+            '>' => b"&gt;",
+            '"' => b"&quot;",
+            '\r' => b"&#13;",
+            '\t' | '\n' => continue,
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => "\u{FFFD}".as_bytes(),
             _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(rep);
-        start = i + 1;
+        start = i + c.len_utf8();
     }
     out.extend_from_slice(&bytes[start..]);
 }

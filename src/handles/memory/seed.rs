@@ -162,6 +162,19 @@ impl SeedHandle {
             (Some(d), None) => Some(ago(d, "reconnectedAgo")?),
             (None, t) => t,
         };
+        for (field, value) in [
+            ("client", Some(&self.client)),
+            ("clientName", self.client_name.as_ref()),
+        ] {
+            if let Some(v) = value
+                && v.chars()
+                    .any(|c| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}')
+            {
+                return Err(format!(
+                    "{field} {v:?} holds a control or non-character; SMB clients send none"
+                ));
+            }
+        }
         if crate::protocol::parse_client_ip(&self.client).is_none() {
             return Err(format!(
                 "client {:?} is not an address like 10.0.0.1:445",

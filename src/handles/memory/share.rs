@@ -13,7 +13,8 @@ pub(super) struct Node {
     pub path: Box<str>,
     pub parent: NodeIx,
     pub file_id: u64,
-    /// Children by name; `None` for files.
+    /// Children by case-folded name (Azure Files names are case-insensitive and
+    /// case-preserving; the spelling kept is the one in `path`); `None` for files.
     pub children: Option<HashMap<Box<str>, NodeIx>>,
     /// Ids of the handles open on this node, ascending.
     pub handles: Vec<u64>,
@@ -89,7 +90,7 @@ impl Share {
             let next = self.nodes[node as usize]
                 .children
                 .as_ref()
-                .and_then(|c| c.get(*seg).copied());
+                .and_then(|c| c.get(fold(seg).as_ref()).copied());
             node = match next {
                 Some(n) => n,
                 None if last => return Err(StorageError::resource_not_found()),
@@ -118,7 +119,7 @@ impl Share {
             so_far.push_str(seg);
             let want_dir = i + 1 < segments.len() || kind == NodeKind::Directory;
             let existing = match &self.nodes[node as usize].children {
-                Some(children) => children.get(*seg).copied(),
+                Some(children) => children.get(fold(seg).as_ref()).copied(),
                 None => {
                     return Err(format!(
                         "path {path:?}: {:?} is a file, not a directory",
@@ -133,7 +134,10 @@ impl Share {
                     let is = if want_dir { "a file" } else { "a directory" };
                     return Err(format!("path {path:?} exists and is {is}"));
                 }
-                Some(n) => n,
+                Some(n) => {
+                    so_far = self.nodes[n as usize].path.to_string();
+                    n
+                }
                 None => {
                     let ix = self.nodes.len() as NodeIx;
                     self.nodes.push(Node {
@@ -147,7 +151,7 @@ impl Share {
                         .children
                         .as_mut()
                         .expect("checked above")
-                        .insert((*seg).into(), ix);
+                        .insert(fold(seg).into(), ix);
                     ix
                 }
             };
@@ -258,6 +262,15 @@ impl Share {
     pub fn node_counts(&self) -> (usize, usize) {
         let dirs = self.nodes.iter().skip(1).filter(|n| n.is_dir()).count();
         (dirs, self.nodes.len() - 1 - dirs)
+    }
+}
+
+/// A name as compared: Unicode lowercase, allocated only when it has uppercase.
+fn fold(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(name.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
     }
 }
 
