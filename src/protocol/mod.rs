@@ -2,7 +2,7 @@
 //! both paged by an opaque marker.
 //!
 //! No HTTP types live here: the client and the server map these values to requests and
-//! responses. See `docs/protocol.md` for what the service sends and how we match it.
+//! responses. See `docs/handle-service.md` for what the service sends and how we match Azure Files.
 
 mod error;
 mod handle;
