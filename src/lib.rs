@@ -7,9 +7,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod controller;
 pub mod duration;
 pub mod glob;
 pub mod handles;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;

@@ -30,6 +30,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 
 /// A policy: which shares to sweep, how often, what counts as leaked, and the limits.
+// `printcolumn(...)` repeats `name`, `type_` and `json_path` by design of kube's derive.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sharehygiene.io",

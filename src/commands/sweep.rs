@@ -157,7 +157,15 @@ pub async fn run(args: SweepArgs) -> Result<ExitCode> {
         progress: Some(progress.clone()),
         ..SweepOptions::default()
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C or SIGTERM: the close request in flight finishes, the rest are skipped.
+    let flag = Arc::new(AtomicBool::new(false));
+    let on_signal = flag.clone();
+    tokio::spawn(async move {
+        super::handle_service::shutdown_signal().await;
+        eprintln!("stopping: the close in flight finishes, the rest are skipped");
+        on_signal.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let stop = share_hygiene::sweep::stop_on(flag);
     let input = SweepInput {
         policy: &policy,
         services,

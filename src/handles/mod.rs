@@ -36,8 +36,8 @@ pub enum Error {
         target: String,
         /// The service's `x-ms-request-id`, when it sent one.
         request_id: Option<String>,
-        /// What the service said.
-        error: StorageError,
+        /// What the service said (boxed: it is the largest variant).
+        error: Box<StorageError>,
     },
     /// No answer: the connection failed, broke, or a request timed out, on every try.
     #[error("{target}: no answer from the service: {message}")]
@@ -134,7 +134,7 @@ impl Error {
         Self::Service {
             target: describe(target),
             request_id: None,
-            error,
+            error: Box::new(error),
         }
     }
 

@@ -221,16 +221,18 @@ pub fn decode_list(body: &[u8]) -> Result<HandleList, XmlError> {
                         list.handles.push(decode_handle(&mut reader, index)?);
                         continue;
                     }
-                    (1, b"Marker") => list.marker = Some(read_text(&mut reader, &e)?),
+                    (1, b"Marker") => {
+                        list.marker = Some(read_text(&mut reader, &e)?.trim().to_owned())
+                    }
                     (1, b"MaxResults") => {
-                        let t = read_text(&mut reader, &e)?;
+                        let t = read_text(&mut reader, &e)?.trim().to_owned();
                         list.max_results =
                             Some(t.parse().map_err(|_| {
                                 list_err(format!("MaxResults {t:?} is not a number"))
                             })?);
                     }
                     (1, b"NextMarker") => {
-                        let t = read_text(&mut reader, &e)?;
+                        let t = read_text(&mut reader, &e)?.trim().to_owned();
                         list.next_marker = (!t.is_empty()).then(|| Marker::new(t));
                     }
                     _ => {
@@ -248,7 +250,15 @@ pub fn decode_list(body: &[u8]) -> Result<HandleList, XmlError> {
             Event::End(_) => {
                 stack.pop();
             }
-            Event::Eof => break,
+            Event::Eof => {
+                if let Some(open) = stack.last() {
+                    return Err(list_err(format!(
+                        "body ends inside <{}>",
+                        String::from_utf8_lossy(open)
+                    )));
+                }
+                break;
+            }
             _ => {}
         }
         buf.clear();
@@ -265,7 +275,7 @@ fn read_text(reader: &mut Reader<&[u8]>, start: &BytesStart<'_>) -> Result<Strin
         .read_text(start.name())
         .map_err(|e| list_err(e.to_string()))?;
     let text = quick_xml::escape::unescape(&text).map_err(|e| list_err(e.to_string()))?;
-    Ok(text.trim().to_owned())
+    Ok(text.into_owned())
 }
 
 fn decode_handle(reader: &mut Reader<&[u8]>, index: usize) -> Result<Handle, XmlError> {
@@ -289,7 +299,8 @@ fn decode_handle(reader: &mut Reader<&[u8]>, index: usize) -> Result<Handle, Xml
                     buf.clear();
                     continue;
                 }
-                let text = read_text(reader, &e).map_err(|e| at(e.reason))?;
+                let raw = read_text(reader, &e).map_err(|e| at(e.reason))?;
+                let text = raw.trim().to_owned();
                 let u64_of = |field: &str| {
                     text.parse::<u64>()
                         .map_err(|_| at(format!("{field} {text:?} is not a decimal u64")))
@@ -308,7 +319,7 @@ fn decode_handle(reader: &mut Reader<&[u8]>, index: usize) -> Result<Handle, Xml
                         })?;
                         path = Some(decoded.into_owned());
                     }
-                    b"Path" => path = Some(text),
+                    b"Path" => path = Some(raw),
                     b"FileId" => file_id = Some(u64_of("FileId")?),
                     b"ParentId" => parent_id = u64_of("ParentId")?,
                     b"SessionId" => session_id = Some(u64_of("SessionId")?),
@@ -362,7 +373,7 @@ fn decode_rights(reader: &mut Reader<&[u8]>, index: usize) -> Result<AccessRight
             .map_err(|e| list_err(e.to_string()))?
         {
             Event::Start(e) => {
-                let text = read_text(reader, &e)?;
+                let text = read_text(reader, &e)?.trim().to_owned();
                 if e.name().0 == b"AccessRight" {
                     // Rights this client does not know yet are ignored, like unknown elements.
                     if let Some(r) = AccessRights::from_name(&text) {
@@ -407,11 +418,11 @@ pub fn decode_error(status: u16, body: &[u8]) -> Option<StorageError> {
                 depth -= 1;
                 match name.as_str() {
                     "Code" => {
-                        err.code = ErrorCode::parse(&text);
+                        err.code = ErrorCode::parse(text.trim());
                         saw_code = true;
                     }
-                    "Message" => err.message = strip_message_trailer(&text).to_owned(),
-                    _ => err.details.push((name, text)),
+                    "Message" => err.message = strip_message_trailer(&text).trim().to_owned(),
+                    _ => err.details.push((name, text.trim().to_owned())),
                 }
             }
             Event::End(_) => depth = depth.saturating_sub(1),

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{self, AccountKey, Operation, RequestView, SasResource};
 use crate::handles::memory::MemoryStore;
 use crate::handles::{self, HandleService};
+use crate::metrics::ServiceMetrics;
 use crate::protocol::{
     CloseRequest, ErrorCode, ListRequest, ServiceVersion, StorageError, Target, encode_list,
 };
@@ -70,7 +71,11 @@ pub struct HandleServer {
     config: ServerConfig,
     backend: Arc<dyn HandleService>,
     admin: Option<Arc<MemoryStore>>,
+    metrics: ServiceMetrics,
 }
+
+/// Paths the service answers itself, before routing; accounts cannot take these names.
+const OPS_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
 
 /// A service running on a socket, stopped by [`RunningServer::shutdown`].
 pub struct RunningServer {
@@ -101,7 +106,13 @@ impl HandleServer {
             config,
             backend,
             admin,
+            metrics: ServiceMetrics::new(),
         }
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
     }
 
     /// A service over a memory store, with the admin endpoint.
@@ -181,6 +192,11 @@ impl HandleServer {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let started = std::time::Instant::now();
+        if req.method() == Method::GET && OPS_PATHS.contains(&req.uri().path()) {
+            return self.ops(req.uri().path());
+        }
+        let operation = operation_label(req.uri());
         let request_id = uuid::Uuid::new_v4().to_string();
         let (parts, body) = req.into_parts();
         let client_request_id = parts.headers.get("x-ms-client-request-id").cloned();
@@ -203,7 +219,35 @@ impl HandleServer {
             respond::error(&err, &echo.request_id)
         });
         respond::standard_headers(&mut resp, &echo);
+        self.metrics
+            .request(operation, resp.status().as_u16(), started.elapsed());
         resp
+    }
+
+    /// `/metrics` (with the store's sizes), `/healthz` and `/readyz`. The store is loaded
+    /// before the service listens, so a listening service is ready.
+    fn ops(&self, path: &str) -> Response<Body> {
+        match path {
+            "/metrics" => {
+                if let Some(store) = &self.admin {
+                    let stats = store.stats();
+                    self.metrics
+                        .store_handles
+                        .set(i64::try_from(stats.handles).unwrap_or(i64::MAX));
+                    self.metrics
+                        .store_shares
+                        .set(i64::try_from(stats.shares).unwrap_or(i64::MAX));
+                }
+                let mut resp =
+                    Response::new(Body::from(crate::metrics::render(&self.metrics.registry)));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                resp
+            }
+            _ => Response::new(Body::from("ok\n")),
+        }
     }
 
     async fn read_body<B>(&self, body: B) -> Result<Bytes, StorageError>
@@ -429,6 +473,7 @@ impl HandleServer {
                     marker,
                 };
                 let page = self.backend.force_close(&req).await.map_err(store_error)?;
+                self.metrics.closed(page.closed);
                 let mut resp = respond::empty();
                 let h = resp.headers_mut();
                 h.insert("x-ms-number-of-handles-closed", page.closed.into());
@@ -443,6 +488,20 @@ impl HandleServer {
                 Ok(resp)
             }
         }
+    }
+}
+
+/// The bounded operation label of a request, from its URI alone.
+fn operation_label(uri: &http::Uri) -> &'static str {
+    let query = uri.query().unwrap_or("");
+    if uri.path().contains("/_admin") {
+        "admin"
+    } else if query.contains("comp=listhandles") {
+        "list_handles"
+    } else if query.contains("comp=forceclosehandles") {
+        "force_close"
+    } else {
+        "other"
     }
 }
 
@@ -463,7 +522,7 @@ fn auth_error(e: auth::AuthError) -> StorageError {
 
 fn store_error(e: handles::Error) -> StorageError {
     match e {
-        handles::Error::Service { error, .. } => error,
+        handles::Error::Service { error, .. } => *error,
         other => StorageError::internal(format!("The store failed: {other}")),
     }
 }

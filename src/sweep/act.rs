@@ -1,7 +1,7 @@
 //! Act on one share's part of the plan: close by id through each handle's own path, run the
 //! wildcard closes, with bounded concurrency; stop early on a share error or a stop request.
 
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::report::{NotClosed, Outcome};
 use crate::handles::{Error, ErrorCategory, HandleService, close_all};
 use crate::policy::{Condemned, Wildcard};
-use crate::protocol::{HandleSelector, Target};
+use crate::protocol::{CloseRequest, HandleSelector, Target};
 
 /// Results of acting on one share.
 #[derive(Debug, Default)]
@@ -29,45 +29,24 @@ pub(super) async fn act(
     items: &[&Condemned],
     wildcards: &[&Wildcard],
     concurrency: usize,
-    stop: &Arc<AtomicBool>,
+    stop: &super::StopSignal,
 ) -> Acted {
-    let failed_share = AtomicBool::new(false);
-    let first_error = std::sync::Mutex::new(None::<Error>);
-    let halted = || stop.load(Ordering::Relaxed) || failed_share.load(Ordering::Relaxed);
-    let not_run = || {
-        if failed_share.load(Ordering::Relaxed) {
-            Outcome::NotClosed(NotClosed::ShareError)
-        } else {
-            Outcome::NotClosed(NotClosed::Interrupted)
-        }
+    let state = ActState {
+        share,
+        svc,
+        stop,
+        failed_share: AtomicBool::new(false),
+        first_error: Mutex::new(None),
     };
-
-    let outcomes: Vec<Outcome> = futures::stream::iter(items.iter().map(|c| async {
-        if halted() {
-            return not_run();
-        }
-        let target = Target::resource(share, c.path.clone());
-        let req = crate::protocol::CloseRequest { target, handles: HandleSelector::Id(c.id), marker: None };
-        match svc.force_close(&req).await {
-            Ok(page) if page.closed > 0 => Outcome::Closed,
-            Ok(page) if page.failed > 0 => Outcome::Failed,
-            Ok(_) => Outcome::Gone,
-            Err(e) if e.category() == ErrorCategory::PathNotFound => Outcome::Gone,
-            Err(e) => {
-                tracing::warn!(share, handle = %c.id, error = %e, "force close failed; stopping closes on this share");
-                failed_share.store(true, Ordering::Relaxed);
-                first_error.lock().expect("lock poisoned").get_or_insert(e);
-                Outcome::Failed
-            }
-        }
-    }))
-    .buffered(concurrency.max(1))
-    .collect()
-    .await;
+    let outcomes: Vec<Outcome> = futures::stream::iter(0..items.len())
+        .map(|i| close_one(&state, items[i]))
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
 
     let mut wildcard_results = Vec::with_capacity(wildcards.len());
     for w in wildcards {
-        if halted() {
+        if state.halted() {
             wildcard_results.push(None);
             continue;
         }
@@ -80,13 +59,63 @@ pub(super) async fn act(
         wildcard_results.push(Some((outcome.closed, outcome.failed)));
         if let Some(e) = outcome.error {
             tracing::warn!(share, path = %w.path, error = %e, "wildcard close failed");
-            failed_share.store(true, Ordering::Relaxed);
-            first_error.lock().expect("lock poisoned").get_or_insert(e);
+            state.fail(e);
         }
     }
     Acted {
         outcomes,
         wildcards: wildcard_results,
-        error: first_error.into_inner().expect("lock poisoned"),
+        error: state.first_error.into_inner().expect("lock poisoned"),
+    }
+}
+
+/// What the close requests of one share share.
+struct ActState<'a> {
+    share: &'a str,
+    svc: &'a dyn HandleService,
+    stop: &'a super::StopSignal,
+    failed_share: AtomicBool,
+    first_error: Mutex<Option<Error>>,
+}
+
+impl ActState<'_> {
+    fn halted(&self) -> bool {
+        (self.stop)() || self.failed_share.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self, e: Error) {
+        self.failed_share.store(true, Ordering::Relaxed);
+        self.first_error
+            .lock()
+            .expect("lock poisoned")
+            .get_or_insert(e);
+    }
+}
+
+/// Closes one handle by id through its own path.
+async fn close_one(state: &ActState<'_>, c: &Condemned) -> Outcome {
+    if state.halted() {
+        return if state.failed_share.load(Ordering::Relaxed) {
+            Outcome::NotClosed(NotClosed::ShareError)
+        } else {
+            Outcome::NotClosed(NotClosed::Interrupted)
+        };
+    }
+    let target = Target::resource(state.share, c.path.clone());
+    let req = CloseRequest {
+        target,
+        handles: HandleSelector::Id(c.id),
+        marker: None,
+    };
+    match state.svc.force_close(&req).await {
+        Ok(page) if page.closed > 0 => Outcome::Closed,
+        Ok(page) if page.failed > 0 => Outcome::Failed,
+        Ok(_) => Outcome::Gone,
+        Err(e) if e.category() == ErrorCategory::PathNotFound => Outcome::Gone,
+        Err(e) => {
+            tracing::warn!(share = state.share, handle = %c.id, error = %e, "force close failed; stopping closes on this share");
+            state.fail(e);
+            Outcome::Failed
+        }
     }
 }

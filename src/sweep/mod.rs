@@ -26,6 +26,19 @@ use crate::policy::{ClusterFacts, Disposition, OrphanLedger, Policy, plan};
 use observe::{Classifier, Observation, observe};
 use report::bump;
 
+/// Whether a sweep should stop (shutdown, lost leadership).
+pub type StopSignal = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// A stop signal that never fires.
+pub fn never_stop() -> StopSignal {
+    Arc::new(|| false)
+}
+
+/// A stop signal that fires when `flag` is set.
+pub fn stop_on(flag: Arc<AtomicBool>) -> StopSignal {
+    Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Told how a long sweep is going (the CLI prints it on stderr).
 pub trait Progress: Send + Sync {
     /// A page of `share` was listed; `seen` handles so far on it.
@@ -69,8 +82,9 @@ pub struct SweepInput<'a> {
     pub orphans: OrphanLedger,
     /// The sweep's notion of now (classification never reads the clock).
     pub now: Timestamp,
-    /// Set to stop: closes not yet sent are skipped with cause `Interrupted`.
-    pub stop: Arc<AtomicBool>,
+    /// Asked before every close request: when it says stop, closes not yet sent are skipped
+    /// with cause `Interrupted` (the request in flight finishes).
+    pub stop: StopSignal,
 }
 
 /// Runs one sweep.
@@ -86,33 +100,11 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
 
     // Observe every share (bounded concurrency), keeping only counts and condemned handles.
     let observations: Vec<Result<Observation, Error>> =
-        futures::stream::iter(policy.shares.iter().enumerate().map(|(i, scope)| {
-            let classifier = &classifier;
-            let svc = input.services.get(i);
-            async move {
-                match svc {
-                    Some(Ok(svc)) => {
-                        observe(
-                            i,
-                            scope,
-                            svc.as_ref(),
-                            classifier,
-                            options.page_size,
-                            options.progress.as_deref(),
-                        )
-                        .await
-                    }
-                    Some(Err(e)) => Err(clone_error(e)),
-                    None => Err(Error::Backend {
-                        target: scope.share.clone(),
-                        message: "no service for this share".into(),
-                    }),
-                }
-            }
-        }))
-        .buffered(options.share_concurrency.max(1))
-        .collect()
-        .await;
+        futures::stream::iter(0..policy.shares.len())
+            .map(|i| observe_share(i, policy, &input.services, &classifier, options))
+            .buffered(options.share_concurrency.max(1))
+            .collect()
+            .await;
 
     let mut shares: Vec<ShareReport> = policy
         .shares
@@ -243,7 +235,7 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
                     &mut outcomes,
                     &close_plan.dispositions,
                     w,
-                    input.stop.load(std::sync::atomic::Ordering::Relaxed),
+                    (input.stop)(),
                 ),
             }
         }
@@ -286,7 +278,36 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         wildcards,
         safety_valve: close_plan.valve,
         orphans: next_ledger(&input.orphans, &unknown, input.now, any_failed),
-        interrupted: input.stop.load(std::sync::atomic::Ordering::Relaxed),
+        interrupted: (input.stop)(),
+    }
+}
+
+/// Observes share `i` with its service, or reports why it has none.
+async fn observe_share(
+    i: usize,
+    policy: &Policy,
+    services: &[Result<Arc<dyn HandleService>, Error>],
+    classifier: &Classifier<'_>,
+    options: &SweepOptions,
+) -> Result<Observation, Error> {
+    let scope = &policy.shares[i];
+    match services.get(i) {
+        Some(Ok(svc)) => {
+            observe(
+                i,
+                scope,
+                svc.as_ref(),
+                classifier,
+                options.page_size,
+                options.progress.as_deref(),
+            )
+            .await
+        }
+        Some(Err(e)) => Err(clone_error(e)),
+        None => Err(Error::Backend {
+            target: scope.share.clone(),
+            message: "no service for this share".into(),
+        }),
     }
 }
 

@@ -73,6 +73,9 @@ pub trait RequestObserver: Send + Sync {
     /// One HTTP exchange ended: the operation, the HTTP status (`None` when no response came)
     /// and how long it took.
     fn observe(&self, operation: &'static str, status: Option<u16>, elapsed: Duration);
+
+    /// A request of `operation` is about to be retried.
+    fn retried(&self, operation: &'static str);
 }
 
 /// A client for one file service endpoint.
@@ -398,7 +401,7 @@ impl HandleClient {
         Error::Service {
             target: describe(target),
             request_id,
-            error,
+            error: Box::new(error),
         }
     }
 }

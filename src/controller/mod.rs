@@ -1,0 +1,258 @@
+//! The controller: reconciles HandlePolicies in a cluster.
+//!
+//! Each policy is swept at its interval (requeue) and at once after a spec change. Status is
+//! written with server-side apply under one field manager; a reconcile triggered by our own
+//! status write finds the sweep not due (the generation is unchanged and the interval has not
+//! passed) and only requeues, which is what a generation predicate would achieve. Secrets are
+//! read at every sweep and watched (metadata only), so a rotated key takes effect at the next
+//! sweep and a policy degraded by a bad credential retries as soon as the Secret changes.
+//! Only the replica holding the Lease sweeps; losing it stops sweeping before the next close.
+
+mod error;
+mod events;
+mod facts;
+mod http;
+mod leader;
+mod reconcile;
+mod secrets;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::ListParams;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+
+pub use error::Error;
+pub use events::for_sweep as sweep_events;
+pub use facts::{FactsSource, ReflectedFacts, StaticFacts, facts_of};
+pub use leader::{AlwaysLeader, Leadership, LeaseLeader, LeaseSettings, NeverLeader};
+pub use reconcile::{
+    Context, FIELD_MANAGER, FOLLOWER_RECHECK, apply_status, error_policy, reconcile,
+};
+pub use status::{after_sweep, invalid_spec, ledger_of, not_due};
+
+use crate::api::HandlePolicy;
+use crate::handles::client::ClientOptions;
+use crate::metrics::ControllerMetrics;
+use crate::sweep::SweepOptions;
+
+/// How the controller runs.
+#[derive(Clone)]
+pub struct ControllerConfig {
+    /// Namespaces to watch; empty for all.
+    pub namespaces: Vec<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub listen: SocketAddr,
+    /// The Lease to compete for; `None` runs without leader election (one replica only).
+    pub lease: Option<LeaseSettings>,
+    /// This replica's name, for Events.
+    pub instance: Option<String>,
+    /// How sweeps run.
+    pub sweep: SweepOptions,
+    /// How handle clients behave.
+    pub client: ClientOptions,
+}
+
+/// Why the controller could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No kubeconfig or in-cluster configuration.
+    #[error("no Kubernetes configuration: {0}")]
+    Config(String),
+    /// The CRD is not installed.
+    #[error(
+        "the HandlePolicy CRD (handlepolicies.sharehygiene.io) is not installed in this cluster; install it with `share-hygiene crd | kubectl apply -f -` (or `kubectl apply -f crds/handlepolicy.yaml`, or the Helm chart)"
+    )]
+    CrdMissing,
+    /// The API server refused or failed the first request.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The HTTP port could not be bound.
+    #[error("serving {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Leader election could not start.
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// Fails with a clear message when the CRD is missing.
+pub async fn check_crd(client: &kube::Client, namespaces: &[String]) -> Result<(), RunError> {
+    let api: Api<DeserializeGuard<HandlePolicy>> = match namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdMissing),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves; then lets the close request in flight
+/// finish, skips the rest, and returns.
+pub async fn run(
+    config: ControllerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    crate::install_crypto_provider();
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    check_crd(&client, &config.namespaces).await?;
+
+    let metrics = ControllerMetrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let bound = http::serve(config.listen, metrics.clone(), ready.clone())
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+
+    let leader: Arc<dyn Leadership> = match &config.lease {
+        Some(settings) => {
+            let m = metrics.clone();
+            Arc::new(
+                LeaseLeader::start(client.clone(), settings.clone(), move |l| m.set_leader(l))
+                    .await
+                    .map_err(|e| RunError::Lease(e.to_string()))?,
+            )
+        }
+        None => {
+            metrics.set_leader(true);
+            Arc::new(AlwaysLeader)
+        }
+    };
+    let facts = ReflectedFacts::start(client.clone());
+    let reporter = Reporter {
+        controller: "share-hygiene".into(),
+        instance: config.instance.clone(),
+    };
+    let shutdown_flag = Arc::new(AtomicBool::new(false));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        leader,
+        facts: Arc::new(facts.clone()),
+        sweep_options: config.sweep.clone(),
+        client_options: config.client.clone(),
+        shutdown: shutdown_flag.clone(),
+        failures: Default::default(),
+        clock: jiff::Timestamp::now,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: the close in flight finishes, the rest are skipped");
+        shutdown_flag.store(true, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+    });
+
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut runs = Vec::new();
+    let mut stores = Vec::new();
+    for ns in scopes {
+        let (policies, secrets): (
+            Api<DeserializeGuard<HandlePolicy>>,
+            Api<PartialObjectMeta<Secret>>,
+        ) = match &ns {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let controller = Controller::new(policies, watcher::Config::default().any_semantic());
+        let store = controller.store();
+        stores.push(store.clone());
+        let mut stop = stop_rx.clone();
+        let run = controller
+            .watches(
+                secrets,
+                watcher::Config::default(),
+                move |secret: PartialObjectMeta<Secret>| {
+                    referencing(
+                        &store,
+                        secret.metadata.namespace.as_deref(),
+                        secret.metadata.name.as_deref(),
+                    )
+                },
+            )
+            .graceful_shutdown_on(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+                    Err(e) => tracing::warn!(error = %e, "controller error"),
+                }
+            });
+        runs.push(run);
+    }
+
+    // Ready once every watch has listed: the policies' and the facts' reflectors.
+    tokio::spawn(async move {
+        for store in &stores {
+            let _ = store.wait_until_ready().await;
+        }
+        facts.wait_until_ready().await;
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("watches synced; ready");
+    });
+
+    futures::future::join_all(runs).await;
+    Ok(())
+}
+
+/// The policies in `namespace` whose shares reference the Secret `name`.
+fn referencing(
+    store: &kube::runtime::reflector::Store<DeserializeGuard<HandlePolicy>>,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<HandlePolicy>>> {
+    let (Some(namespace), Some(name)) = (namespace, name) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|guard| match &guard.0 {
+            Ok(hp) => {
+                hp.metadata.namespace.as_deref() == Some(namespace)
+                    && hp
+                        .spec
+                        .shares
+                        .iter()
+                        .any(|s| s.credentials_secret_ref.name == name)
+            }
+            Err(_) => false,
+        })
+        .map(|guard| ObjectRef::from_obj(guard.as_ref()))
+        .collect()
+}
+
+/// The default client options of the controller.
+pub fn default_client_options() -> ClientOptions {
+    ClientOptions::default()
+}

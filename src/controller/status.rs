@@ -1,0 +1,269 @@
+//! Status, pure: from the previous status and a sweep report to the next status, and whether
+//! a sweep is due. Deterministic (sorted maps, conditions that keep their transition time
+//! while unchanged), so applying the same outcome twice is a no-op for the API server.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{
+    CONDITION_DEGRADED, CONDITION_READY, Counts, HandlePolicyStatus, LastSweep, OrphanRecord,
+    ShareStatus,
+};
+use crate::policy::OrphanLedger;
+use crate::sweep::SweepReport;
+
+/// The most orphan records kept in status (the oldest first-seen times win).
+pub const MAX_ORPHAN_RECORDS: usize = 1000;
+
+/// Whether a sweep is due; `Some(wait)` when it is not, with the time until it is.
+///
+/// Due when the spec changed since the last sweep, when there was none, when the last one was
+/// degraded (the requeue delay is the backoff), or when the interval has passed.
+pub fn not_due(
+    status: &HandlePolicyStatus,
+    generation: Option<i64>,
+    interval: Duration,
+    now: Timestamp,
+) -> Option<Duration> {
+    if status.observed_generation != generation || condition_is(status, CONDITION_DEGRADED, "True")
+    {
+        return None;
+    }
+    let last = status
+        .last_sweep
+        .as_ref()?
+        .start_time
+        .parse::<Timestamp>()
+        .ok()?;
+    let elapsed = now.duration_since(last);
+    if elapsed.is_negative() {
+        return Some(interval);
+    }
+    interval
+        .checked_sub(elapsed.unsigned_abs())
+        .filter(|d| !d.is_zero())
+}
+
+fn condition_is(status: &HandlePolicyStatus, type_: &str, value: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == value)
+}
+
+/// A condition, keeping the previous transition time while its status is unchanged.
+fn condition(
+    prev: &HandlePolicyStatus,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let since = prev
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+fn to_counts(map: &std::collections::BTreeMap<&'static str, u64>) -> Counts {
+    map.iter()
+        .map(|(k, v)| ((*k).to_owned(), i64::try_from(*v).unwrap_or(i64::MAX)))
+        .collect()
+}
+
+fn n(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The status after a sweep.
+pub fn after_sweep(
+    prev: &HandlePolicyStatus,
+    report: &SweepReport,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> HandlePolicyStatus {
+    let failed: Vec<_> = report.shares.iter().filter(|s| s.error.is_some()).collect();
+    let (ready, ready_reason, ready_message) = match failed.first() {
+        None => (
+            true,
+            "SweepSucceeded",
+            format!(
+                "swept {} share(s): {} handle(s) seen, {} closed",
+                report.shares.len(),
+                report.seen(),
+                report.closed()
+            ),
+        ),
+        Some(s) => {
+            let e = s.error.as_ref().expect("filtered on errors");
+            (
+                false,
+                e.category.as_str(),
+                format!(
+                    "{} of {} share(s) failed; {}: {}",
+                    failed.len(),
+                    report.shares.len(),
+                    s.share,
+                    e.message
+                ),
+            )
+        }
+    };
+    let (degraded, degraded_reason, degraded_message) = if let Some(first) = failed.first() {
+        (
+            true,
+            first.error.as_ref().expect("filtered").category.as_str(),
+            ready_message.clone(),
+        )
+    } else if let Some(v) = &report.safety_valve {
+        (
+            true,
+            "SafetyValve",
+            format!(
+                "{} of {} observed handles would close, above the {}% safety valve; none were closed",
+                v.condemned, v.observed, v.limit_percent
+            ),
+        )
+    } else {
+        (false, "AsExpected", String::new())
+    };
+    HandlePolicyStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                prev,
+                CONDITION_DEGRADED,
+                degraded,
+                degraded_reason,
+                degraded_message,
+                generation,
+                now,
+            ),
+            condition(
+                prev,
+                CONDITION_READY,
+                ready,
+                ready_reason,
+                ready_message,
+                generation,
+                now,
+            ),
+        ],
+        last_sweep: Some(LastSweep {
+            start_time: report.started.to_string(),
+            duration_millis: i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX),
+            mode: Some(report.mode),
+            seen: n(report.seen()),
+            condemned: to_counts(&report.condemned()),
+            closed: n(report.closed()),
+            failed: n(report.failed()),
+            skipped: to_counts(&report.not_closed()),
+        }),
+        shares: report
+            .shares
+            .iter()
+            .map(|s| ShareStatus {
+                endpoint: s.endpoint.clone(),
+                share: s.share.clone(),
+                seen: n(s.seen),
+                condemned: n(s.condemned_total()),
+                closed: n(s.closed_total()),
+                failed: n(s.failed_total()),
+                error_category: s.error.as_ref().map(|e| e.category.as_str().to_owned()),
+                last_error: s.error.as_ref().map(|e| truncate(&e.message, 512)),
+            })
+            .collect(),
+        orphans: orphan_records(&report.orphans),
+    }
+}
+
+/// The status of a policy whose spec is invalid: not ready, degraded with `InvalidSpec`, the
+/// last sweep kept as it was.
+pub fn invalid_spec(
+    prev: &HandlePolicyStatus,
+    error: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> HandlePolicyStatus {
+    let message = truncate(error, 1024);
+    HandlePolicyStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                prev,
+                CONDITION_DEGRADED,
+                true,
+                "InvalidSpec",
+                message.clone(),
+                generation,
+                now,
+            ),
+            condition(
+                prev,
+                CONDITION_READY,
+                false,
+                "InvalidSpec",
+                message,
+                generation,
+                now,
+            ),
+        ],
+        ..prev.clone()
+    }
+}
+
+/// The ledger a sweep starts from, out of the status.
+pub fn ledger_of(status: &HandlePolicyStatus) -> OrphanLedger {
+    OrphanLedger(
+        status
+            .orphans
+            .iter()
+            .filter_map(|r| {
+                r.first_seen
+                    .parse::<Timestamp>()
+                    .ok()
+                    .map(|t| (r.client.clone(), t))
+            })
+            .collect(),
+    )
+}
+
+fn orphan_records(ledger: &OrphanLedger) -> Vec<OrphanRecord> {
+    let mut records: Vec<(Timestamp, &String)> = ledger.0.iter().map(|(k, t)| (*t, k)).collect();
+    records.sort();
+    records.truncate(MAX_ORPHAN_RECORDS);
+    let mut out: Vec<OrphanRecord> = records
+        .into_iter()
+        .map(|(t, k)| OrphanRecord {
+            client: k.clone(),
+            first_seen: t.to_string(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
