@@ -27,6 +27,8 @@ enum Command {
     Handles(commands::handles::HandlesCommand),
     /// Sweep a HandlePolicy once, outside Kubernetes (or on the embedded handle service).
     Sweep(commands::sweep::SweepArgs),
+    /// Reconcile HandlePolicies in a Kubernetes cluster.
+    Controller(commands::controller::ControllerArgs),
     /// Print the HandlePolicy CustomResourceDefinition (YAML).
     Crd,
 }
@@ -45,6 +47,7 @@ fn main() {
                     Command::HandleService(args) => commands::handle_service::run(args).await,
                     Command::Handles(cmd) => commands::handles::run(cmd).await,
                     Command::Sweep(args) => commands::sweep::run(args).await,
+                    Command::Controller(args) => commands::controller::run_controller(args).await,
                     Command::Crd => commands::crd::run(),
                 }
             })

@@ -1,6 +1,7 @@
 //! The subcommands of the `share-hygiene` binary.
 
 pub mod connect;
+pub mod controller;
 pub mod crd;
 pub mod handle_service;
 pub mod handles;

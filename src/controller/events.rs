@@ -52,8 +52,10 @@ pub fn for_sweep(
     report: &SweepReport,
 ) -> Vec<Event> {
     let mut out = Vec::new();
-    if let (Some((now_status, reason)), before) = (ready(next), ready(prev))
-        && before.map(|(s, _)| s) != Some(now_status)
+    // A recovery gets its own Event; a failure is told by the share-error or safety-valve
+    // Events below (one Event with the same reason would only be aggregated into them).
+    if let Some(("True", reason)) = ready(next)
+        && ready(prev).map(|(s, _)| s) != Some("True")
     {
         let message = next
             .conditions
@@ -61,12 +63,7 @@ pub fn for_sweep(
             .find(|c| c.type_ == CONDITION_READY)
             .map(|c| c.message.clone())
             .unwrap_or_default();
-        let type_ = if now_status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        out.push(event(type_, reason, "Sweep", message));
+        out.push(event(EventType::Normal, reason, "Sweep", message));
     }
     for s in report.shares.iter().filter(|s| s.error.is_some()) {
         let e = s.error.as_ref().expect("filtered");

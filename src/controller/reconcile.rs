@@ -181,7 +181,7 @@ pub async fn reconcile(
         failed = report.failed(), ok = report.all_shares_ok(), "swept"
     );
 
-    let next = status::after_sweep(&prev, &report, meta.generation, now);
+    let next = status::after_sweep(&prev, &report, meta.generation, ended);
     apply_status(&ctx.client, &namespace, &name, &next).await?;
     publish(&ctx, events::for_sweep(&prev, &next, &report), &reference).await;
     ctx.metrics.record_sweep(&namespace, &name, &report, ended);

@@ -89,13 +89,15 @@ fn n(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The status after a sweep.
+/// The status after a sweep that started at `report.started` and ended at `ended` (both from
+/// the controller's clock, so the status is a function of its inputs).
 pub fn after_sweep(
     prev: &HandlePolicyStatus,
     report: &SweepReport,
     generation: Option<i64>,
-    now: Timestamp,
+    ended: Timestamp,
 ) -> HandlePolicyStatus {
+    let now = report.started;
     let failed: Vec<_> = report.shares.iter().filter(|s| s.error.is_some()).collect();
     let (ready, ready_reason, ready_message) = match failed.first() {
         None => (
@@ -165,7 +167,8 @@ pub fn after_sweep(
         ],
         last_sweep: Some(LastSweep {
             start_time: report.started.to_string(),
-            duration_millis: i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX),
+            duration_millis: i64::try_from(ended.duration_since(report.started).as_millis().max(0))
+                .unwrap_or(i64::MAX),
             mode: Some(report.mode),
             seen: n(report.seen()),
             condemned: to_counts(&report.condemned()),
