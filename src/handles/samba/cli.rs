@@ -30,6 +30,10 @@ pub struct SambaArgs {
     /// NetFileClose calls in flight at once.
     #[arg(long, default_value_t = 4)]
     pub samba_close_parallelism: usize,
+    /// Seconds one Force Close Handles call keeps starting NetFileClose calls before it
+    /// answers with x-ms-marker (the rest follow in the next call).
+    #[arg(long, default_value_t = 20)]
+    pub samba_close_budget_secs: u64,
     /// Seconds one Samba tool run (smbstatus, net, testparm) may take.
     #[arg(long, default_value_t = 60)]
     pub samba_tool_timeout_secs: u64,
@@ -46,6 +50,7 @@ impl SambaArgs {
         config.rpc_host = self.samba_rpc_host.clone();
         config.close_batch = close_batch.max(1);
         config.close_parallelism = self.samba_close_parallelism.max(1);
+        config.close_time_budget = Duration::from_secs(self.samba_close_budget_secs.max(1));
         config.tool_timeout = Duration::from_secs(self.samba_tool_timeout_secs.max(1));
         Ok(config)
     }

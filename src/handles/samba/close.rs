@@ -71,9 +71,9 @@ impl SambaStore {
     pub(super) async fn close_page(&self, req: &CloseRequest) -> Result<ClosePage, Error> {
         let target = &req.target;
         let after = match req.handles {
-            HandleSelector::All => {
-                self.open_marker(MarkerKind::Close, target, req.marker.as_ref())?
-            }
+            HandleSelector::All => self
+                .open_marker(MarkerKind::Close, target, req.marker.as_ref())
+                .map_err(|e| Error::storage(target, e))?,
             HandleSelector::Id(_) => None,
         };
         let (share, snap) = self.prepare(target).await?;
@@ -103,18 +103,28 @@ impl SambaStore {
             }
         };
         let started = std::time::Instant::now();
+        let deadline = started + self.config.close_time_budget;
         let parallel = self.config.close_parallelism.max(1);
-        // Futures built up front: a closure inside the stream would make the future's type
-        // higher-ranked over the borrow, which the boxed Send future cannot express.
-        let mut calls = Vec::with_capacity(batch.len());
-        for &open in &batch {
-            calls.push(self.close_one(open, &snap, target));
-        }
-        let mut outcomes = futures::stream::iter(calls).buffer_unordered(parallel);
+        // Closes start in id order, at most `parallel` at a time, and none starts after the
+        // time budget: a call must answer before clients give up (the Azure SDK retries a
+        // call it timed out, and a dropped call's closes go uncounted). Closes in flight when
+        // the budget runs out finish; the marker then points after the last one started.
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut launched = 0usize;
         let mut page = ClosePage::default();
         let mut warned = 0usize;
         let mut gone = 0u64;
-        while let Some(result) = outcomes.next().await {
+        loop {
+            while in_flight.len() < parallel
+                && launched < batch.len()
+                && (launched == 0 || std::time::Instant::now() < deadline)
+            {
+                in_flight.push_back(self.close_one(batch[launched], &snap, target));
+                launched += 1;
+            }
+            let Some(result) = in_flight.next().await else {
+                break;
+            };
             match result? {
                 (_, Outcome::Closed) => page.closed += 1,
                 (_, Outcome::Gone) => gone += 1,
@@ -134,6 +144,8 @@ impl SambaStore {
                 }
             }
         }
+        let out_of_time = launched < batch.len();
+        let more = more || out_of_time;
         if page.failed as usize > warned {
             tracing::warn!(
                 share = %share.name,
@@ -143,7 +155,7 @@ impl SambaStore {
             );
         }
         if more {
-            let last = batch.last().expect("a full batch is not empty").id;
+            let last = batch[launched - 1].id;
             page.next_marker = Some(self.markers.mint(MarkerKind::Close, target, last));
         }
         tracing::debug!(
@@ -152,6 +164,7 @@ impl SambaStore {
             failed = page.failed,
             already_gone = gone,
             more,
+            out_of_time,
             net_rpc_file_close_ms = super::ms(started.elapsed()),
             "samba: force close batch"
         );

@@ -21,6 +21,8 @@
 mod cli;
 mod close;
 mod credentials;
+#[cfg(test)]
+mod fixtures;
 mod fsinfo;
 mod handle_id;
 mod locks;
@@ -70,6 +72,9 @@ pub struct SambaConfig {
     pub close_batch: usize,
     /// NetFileClose calls in flight at once (each is one `net` process and SMB login).
     pub close_parallelism: usize,
+    /// How long one Force Close Handles call may keep starting closes before it answers
+    /// with a marker (clients time calls out; the Azure SDK after about a minute).
+    pub close_time_budget: Duration,
     /// How long one tool run may take before it is stopped.
     pub tool_timeout: Duration,
     /// Where the tools are.
@@ -78,7 +83,7 @@ pub struct SambaConfig {
 
 impl SambaConfig {
     /// Defaults for everything but the smb.conf and the login: RPC to 127.0.0.1, batches of
-    /// 1,000, 4 closes in flight, 60 s per tool run.
+    /// 1,000, 4 closes in flight, 20 s of closing per call, 60 s per tool run.
     pub fn new(smb_conf: impl Into<PathBuf>, credentials: Credentials) -> Self {
         Self {
             smb_conf: smb_conf.into(),
@@ -86,6 +91,7 @@ impl SambaConfig {
             rpc_host: "127.0.0.1".to_owned(),
             close_batch: super::memory::DEFAULT_CLOSE_BATCH,
             close_parallelism: 4,
+            close_time_budget: Duration::from_secs(20),
             tool_timeout: Duration::from_secs(60),
             tools: ToolPaths::default(),
         }
@@ -343,19 +349,17 @@ impl SambaStore {
         kind: MarkerKind,
         target: &Target,
         marker: Option<&crate::protocol::Marker>,
-    ) -> Result<Option<HandleId>, Error> {
+    ) -> Result<Option<HandleId>, StorageError> {
         marker
-            .map(|m| {
-                self.markers
-                    .open(kind, target, m)
-                    .map_err(|e| Error::storage(target, e))
-            })
+            .map(|m| self.markers.open(kind, target, m))
             .transpose()
     }
 
     async fn list_page(&self, req: &ListRequest) -> Result<ListPage, Error> {
         let target = &req.target;
-        let after = self.open_marker(MarkerKind::List, target, req.marker.as_ref())?;
+        let after = self
+            .open_marker(MarkerKind::List, target, req.marker.as_ref())
+            .map_err(|e| Error::storage(target, e))?;
         let (share, snap) = self.prepare(target).await?;
         let limit = req
             .max_results
