@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod server;
 pub mod sweep;
 pub mod telemetry;
+pub mod text;
 
 /// Installs ring as the process-wide rustls crypto provider. Idempotent. Every TLS client
 /// of the binary (ours and kube's) uses the one provider, so rustls never has to guess.

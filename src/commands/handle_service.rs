@@ -63,31 +63,46 @@ pub fn load_seed(path: &Path, close_batch: usize) -> Result<MemoryStore> {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
-    if args.backend == Backend::Samba {
-        return run_samba(args).await;
-    }
-    let store = match &args.seed {
-        Some(path) => load_seed(path, args.close_batch)?,
-        None => MemoryStore::new(args.close_batch),
-    };
-    let key = account_key(args.key.as_deref())?;
-    let stats = store.stats();
-    let mut config = ServerConfig::new(&args.account, key);
+    let mut config = ServerConfig::new(&args.account, account_key(args.key.as_deref())?);
     config.debug_auth = args.debug_auth;
-    let server = Arc::new(HandleServer::memory(config, Arc::new(store)));
-    let running = server
+    let (server, description) = match args.backend {
+        Backend::Memory => {
+            let store = match &args.seed {
+                Some(path) => load_seed(path, args.close_batch)?,
+                None => MemoryStore::new(args.close_batch),
+            };
+            let stats = store.stats();
+            let description = format!(
+                "memory store: {} share(s), {} handle(s)",
+                stats.shares, stats.handles
+            );
+            (HandleServer::memory(config, Arc::new(store)), description)
+        }
+        Backend::Samba => {
+            anyhow::ensure!(
+                args.seed.is_none(),
+                "--seed loads the memory store; it does not apply to --backend samba"
+            );
+            let samba = args.samba.config(args.close_batch).context(
+                "the Samba login (--samba-credentials-file, or SHARE_HYGIENE_SAMBA_USER and SHARE_HYGIENE_SAMBA_PASSWORD)",
+            )?;
+            let store = SambaStore::open(samba).await.context("--backend samba")?;
+            let description = format!(
+                "Samba server of {}: {} share(s)",
+                args.samba.smb_conf.display(),
+                store.shares().shares.len()
+            );
+            (
+                HandleServer::new(config, Arc::new(store), None),
+                description,
+            )
+        }
+    };
+    let running = Arc::new(server)
         .spawn(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(
-        addr = %running.addr,
-        account = %args.account,
-        shares = stats.shares,
-        handles = stats.handles,
-        "handle service ready: http://{}/{}",
-        running.addr,
-        args.account
-    );
+    tracing::info!(addr = %running.addr, account = %args.account, "handle service ready over the {description}: http://{}/{}", running.addr, args.account);
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -106,40 +121,6 @@ fn account_key(key: Option<&str>) -> Result<AccountKey> {
             Ok(key)
         }
     }
-}
-
-/// Runs the service over the Samba server of `--smb-conf` until SIGINT or SIGTERM.
-async fn run_samba(args: HandleServiceArgs) -> Result<ExitCode> {
-    anyhow::ensure!(
-        args.seed.is_none(),
-        "--seed loads the memory store; it does not apply to --backend samba"
-    );
-    let samba = args.samba.config(args.close_batch).context(
-        "the Samba login (--samba-credentials-file, or SHARE_HYGIENE_SAMBA_USER and SHARE_HYGIENE_SAMBA_PASSWORD)",
-    )?;
-    let store = SambaStore::open(samba).await.context("--backend samba")?;
-    let shares = store.shares().shares.len();
-    let mut config = ServerConfig::new(&args.account, account_key(args.key.as_deref())?);
-    config.debug_auth = args.debug_auth;
-    let server = Arc::new(HandleServer::new(config, Arc::new(store), None));
-    let running = server
-        .spawn(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(
-        addr = %running.addr,
-        account = %args.account,
-        backend = "samba",
-        smb_conf = %args.samba.smb_conf.display(),
-        shares,
-        "handle service ready: http://{}/{}",
-        running.addr,
-        args.account
-    );
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    running.shutdown().await;
-    Ok(ExitCode::Ok)
 }
 
 /// Resolves on SIGINT or SIGTERM.

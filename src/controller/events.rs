@@ -6,21 +6,14 @@ use kube::runtime::events::{Event, EventType};
 
 use crate::api::{CONDITION_READY, HandlePolicyStatus, Mode};
 use crate::sweep::{Outcome, SweepReport};
+use crate::text::truncate;
 
 /// How many paths an Event names.
 const PATHS_IN_EVENT: usize = 5;
 
 fn event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
     // Notes are limited to 1 KiB by the API.
-    let mut note = note;
-    if note.len() > 1000 {
-        let mut end = 1000;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push('…');
-    }
+    let note = truncate(&note, 1000);
     Event {
         type_,
         reason: reason.to_owned(),

@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::policy::OrphanLedger;
 use crate::sweep::SweepReport;
+use crate::text::truncate;
 
 /// The most orphan records kept in status (the oldest first-seen times win).
 pub const MAX_ORPHAN_RECORDS: usize = 1000;
@@ -258,15 +259,4 @@ fn orphan_records(ledger: &OrphanLedger) -> Vec<OrphanRecord> {
         .collect();
     out.sort();
     out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

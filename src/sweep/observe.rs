@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::report::{HotPath, bump, keep_label};
 use crate::handles::{Error, HandleService, pages};
 use crate::policy::{
-    ClusterFacts, Condemned, Facts, GuardStat, Keep, OrphanLedger, Rules, ShareScope, Verdict,
+    ClusterFacts, Condemned, Facts, GuardStat, OrphanLedger, Rules, ShareScope, Verdict,
     classify, client_key, is_within,
 };
 use crate::protocol::{Handle, Target};
@@ -126,10 +126,6 @@ fn record(
             {
                 g.kept += 1;
             }
-            debug_assert!(
-                k != Keep::NotCondemned
-                    || !c.rules.rename_guard.iter().any(|g| is_within(&h.path, g))
-            );
         }
         Verdict::Close(reason) => {
             let condemned = Condemned {

@@ -136,7 +136,7 @@ impl SambaStore {
                             share = %share.name,
                             handle_id = %open.id,
                             fid = open.fid,
-                            path = %tools::truncate(&open.path, 200),
+                            path = %crate::text::truncate(&open.path, 200),
                             reason = %why,
                             "handle not closed"
                         );

@@ -79,7 +79,7 @@ pub fn parse(text: &str, service_paths: &[String]) -> (Vec<LockRow>, Vec<BadLine
             Err(reason) => bad.push(BadLine {
                 line: i + 1,
                 reason,
-                excerpt: super::tools::truncate(line, 120),
+                excerpt: crate::text::truncate(line, 120),
             }),
         }
     }

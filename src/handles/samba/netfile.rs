@@ -43,7 +43,7 @@ pub fn parse_enum(text: &str) -> (Vec<FileEntry>, Vec<super::locks::BadLine>) {
             Err(reason) => bad.push(super::locks::BadLine {
                 line: i + 1,
                 reason,
-                excerpt: super::tools::truncate(line, 120),
+                excerpt: crate::text::truncate(line, 120),
             }),
         }
     }

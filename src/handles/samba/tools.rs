@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::text::truncate;
+
 /// Where the tools are and how long one run may take.
 #[derive(Debug, Clone)]
 pub struct ToolPaths {
@@ -95,18 +97,6 @@ pub(super) fn excerpt(bytes: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(" | ");
     truncate(&joined, EXCERPT_BYTES)
-}
-
-/// `s` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
-pub(super) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// One tool invocation.
