@@ -20,7 +20,9 @@ CLOSE_BATCH = 3
 def samba_lab():
     if not is_root():
         pytest.skip("the Samba end-to-end tests need root (smbd, smbstatus, network namespaces)")
-    lab = SambaLab().start()
+    # `sweep` is test_samba_sweep.py's own share: a sweep observes everything on it, so no
+    # other test's leftovers (a disconnected durable handle on `data`) may be there.
+    lab = SambaLab(shares=("data", "other", "sweep")).start()
     yield lab
     lab.stop()
 
