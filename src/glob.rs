@@ -2,8 +2,10 @@
 //!
 //! Path globs match `/`-separated paths segment by segment: `*` and `?` stay inside a segment,
 //! and a `**` segment matches any number of segments, none included (so `logs/**` matches
-//! `logs` itself and everything below it). Name globs match a whole string, case-insensitively
-//! (SMB client and machine names are).
+//! `logs` itself and everything below it). Both kinds match case-insensitively: Azure Files
+//! and SMB names are case-insensitive (`Scratch/x` is in `scratch/**`), and so are client and
+//! machine names. Matching takes time linear in the pattern times the path, whatever the
+//! pattern (no exponential backtracking over `**` or `*`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,7 +36,7 @@ impl FromStr for PathGlob {
         let segments: Vec<String> = s
             .split('/')
             .filter(|seg| !seg.is_empty())
-            .map(str::to_owned)
+            .map(str::to_lowercase)
             .collect();
         if segments.is_empty() {
             return Err(InvalidGlob {
@@ -56,9 +58,10 @@ impl FromStr for PathGlob {
 }
 
 impl PathGlob {
-    /// Whether `path` (relative, `/`-separated) matches.
+    /// Whether `path` (relative, `/`-separated) matches, case-insensitively.
     pub fn matches(&self, path: &str) -> bool {
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let folded = fold(path);
+        let parts: Vec<&str> = folded.split('/').filter(|p| !p.is_empty()).collect();
         match_segments(&self.segments, &parts)
     }
 
@@ -68,30 +71,42 @@ impl PathGlob {
     }
 }
 
+/// Segment-level glob matching with `**` as the wildcard: the classic greedy algorithm that
+/// remembers only the last `**` to backtrack to, which is enough when every other segment
+/// matches exactly one segment.
 fn match_segments(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_segments(rest, &path[skip..]))
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < path.len() {
+        if p < pattern.len() && pattern[p] == "**" {
+            backtrack = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && wildcard(pattern[p].as_bytes(), path[t].as_bytes()) {
+            p += 1;
+            t += 1;
+        } else if let Some((bp, bt)) = backtrack {
+            p = bp + 1;
+            t = bt + 1;
+            backtrack = Some((bp, t));
+        } else {
+            return false;
         }
-        Some((first, rest)) => match path.split_first() {
-            Some((seg, tail)) => {
-                wildcard(first.as_bytes(), seg.as_bytes(), false) && match_segments(rest, tail)
-            }
-            None => false,
-        },
+    }
+    pattern[p..].iter().all(|seg| seg == "**")
+}
+
+/// `s` lowercased, borrowed when it has no uppercase letter.
+pub fn fold(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(s.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 
-/// `*` (any run) and `?` (one character) over bytes of UTF-8; `?` consumes one whole character.
-fn wildcard(pattern: &[u8], text: &[u8], fold_case: bool) -> bool {
-    let eq = |a: u8, b: u8| {
-        if fold_case {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
+/// `*` (any run) and `?` (one character) over bytes of UTF-8 (callers fold case first); `?`
+/// consumes one whole character.
+fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -101,7 +116,7 @@ fn wildcard(pattern: &[u8], text: &[u8], fold_case: bool) -> bool {
         } else if p < pattern.len() && pattern[p] == b'?' {
             p += 1;
             t += utf8_len(text[t]);
-        } else if p < pattern.len() && eq(pattern[p], text[t]) {
+        } else if p < pattern.len() && pattern[p] == text[t] {
             p += 1;
             t += 1;
         } else if let Some((bp, bt)) = backtrack {
@@ -138,7 +153,10 @@ impl fmt::Display for PathGlob {
 
 /// A name glob, matched case-insensitively against a whole name.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct NameGlob(String);
+pub struct NameGlob {
+    text: String,
+    folded: String,
+}
 
 impl FromStr for NameGlob {
     type Err = InvalidGlob;
@@ -150,25 +168,28 @@ impl FromStr for NameGlob {
                 reason: "it is empty",
             });
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self {
+            text: s.to_owned(),
+            folded: s.to_lowercase(),
+        })
     }
 }
 
 impl NameGlob {
-    /// Whether `name` matches.
+    /// Whether `name` matches, case-insensitively.
     pub fn matches(&self, name: &str) -> bool {
-        wildcard(self.0.as_bytes(), name.as_bytes(), true)
+        wildcard(self.folded.as_bytes(), fold(name).as_bytes())
     }
 
     /// The glob as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl fmt::Debug for NameGlob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NameGlob({:?})", self.0)
+        write!(f, "NameGlob({:?})", self.text)
     }
 }
 
@@ -218,11 +239,23 @@ mod tests {
             ("dir/?.txt", "dir/é.txt", true),
             ("dir/?.txt", "dir/ab.txt", false),
             ("/scratch/*", "scratch/x", true),
-            ("Data/*", "data/x", false),
+            ("Data/*", "data/x", true),
+            ("scratch/**", "Scratch/Build/x.o", true),
+            ("**/*.LOG", "x/App.log", true),
         ];
         for (g, p, want) in cases {
             assert_eq!(path(g, p), want, "{g} vs {p}");
         }
+    }
+
+    #[test]
+    fn many_double_stars_stay_linear() {
+        let glob: PathGlob = "**/a/**/a/**/a/**/a/**/a/**/a/z".parse().unwrap();
+        let path = vec!["a"; 200].join("/");
+        let started = std::time::Instant::now();
+        assert!(!glob.matches(&path));
+        assert!(glob.matches(&format!("{path}/z")));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

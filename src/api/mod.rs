@@ -144,7 +144,8 @@ pub struct SecretRef {
 }
 
 /// Path globs, relative to the share root: `*` and `?` within a segment, `**` across segments
-/// (`logs/**` is `logs` and everything below it).
+/// (`logs/**` is `logs` and everything below it). Matched case-insensitively, as Azure Files
+/// and SMB match names.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct MatchSpec {
     /// Only paths matching one of these are in scope (default: all).
@@ -206,7 +207,7 @@ fn default_grace() -> String {
 /// The rename guard.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct RenameGuardRule {
-    /// Paths (files or directories) that must stay renameable.
+    /// Paths (files or directories) that must stay renameable (compared case-insensitively).
     #[schemars(length(min = 1, max = 64))]
     pub paths: Vec<String>,
 }

@@ -27,7 +27,7 @@ pub trait HandleService: Send + Sync {
 }
 
 /// Why a handle operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The service answered with a storage error.
     #[error("{target}: {error}{}", request_id_suffix(.request_id))]

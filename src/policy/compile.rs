@@ -91,11 +91,19 @@ pub fn normalize_path(p: &str) -> Result<String, &'static str> {
     Ok(segments.join("/"))
 }
 
-/// Whether `path` is `root` or below it (both normalized; the empty root holds everything).
+/// Whether `path` is `root` or below it (both normalized; the empty root holds everything),
+/// compared case-insensitively as Azure Files and SMB compare names.
 pub fn is_within(path: &str, root: &str) -> bool {
-    root.is_empty()
-        || path == root
-        || (path.starts_with(root) && path.as_bytes().get(root.len()) == Some(&b'/'))
+    if root.is_empty() {
+        return true;
+    }
+    let mut p = path.chars().flat_map(char::to_lowercase);
+    for r in root.chars().flat_map(char::to_lowercase) {
+        if p.next() != Some(r) {
+            return false;
+        }
+    }
+    matches!(p.next(), None | Some('/'))
 }
 
 struct Errors(Vec<FieldError>);
@@ -148,10 +156,9 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
         if let Err(reason) = crate::protocol::validate_share_name(&s.share) {
             errs.push(field("share"), &s.share, reason);
         }
-        if shares
-            .iter()
-            .any(|o: &ShareScope| o.endpoint == s.endpoint && o.share == s.share)
-        {
+        if shares.iter().any(|o: &ShareScope| {
+            o.endpoint == s.endpoint.trim_end_matches('/') && o.share == s.share
+        }) {
             errs.push(
                 field("share"),
                 &s.share,

@@ -192,8 +192,14 @@ impl Handle {
     }
 }
 
-/// Parses the address part of a `ClientIp` value (see [`Handle::client_addr`]).
+/// Parses the address part of a `ClientIp` value (see [`Handle::client_addr`]). IPv4-mapped
+/// IPv6 addresses (`::ffff:10.1.2.3`, as dual-stack servers report IPv4 clients) come back as
+/// the IPv4 address they are, so IPv4 networks and cluster addresses match them.
 pub fn parse_client_ip(s: &str) -> Option<IpAddr> {
+    parse_client_ip_raw(s).map(|ip| ip.to_canonical())
+}
+
+fn parse_client_ip_raw(s: &str) -> Option<IpAddr> {
     let s = s.trim();
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip);

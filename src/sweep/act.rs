@@ -1,25 +1,40 @@
 //! Act on one share's part of the plan: close by id through each handle's own path, run the
 //! wildcard closes, with bounded concurrency; stop early on a share error or a stop request.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
 use super::report::{NotClosed, Outcome};
-use crate::handles::{Error, ErrorCategory, HandleService, close_all};
+use crate::handles::{Error, ErrorCategory, HandleService, close_all, pages};
 use crate::policy::{Condemned, Wildcard};
-use crate::protocol::{CloseRequest, HandleSelector, Target};
+use crate::protocol::{CloseRequest, HandleId, HandleSelector, Target};
 
 /// Results of acting on one share.
 #[derive(Debug, Default)]
 pub(super) struct Acted {
     /// One outcome per close-by-id item, in input order.
     pub outcomes: Vec<Outcome>,
-    /// (closed, failed) per wildcard, in input order; `None` when not run.
-    pub wildcards: Vec<Option<(u64, u64)>>,
+    /// What each wildcard did, in input order; `None` when not run.
+    pub wildcards: Vec<Option<WildcardRun>>,
     /// The first error that stopped the share.
     pub error: Option<Error>,
+}
+
+/// What one wildcard close did.
+#[derive(Debug)]
+pub(super) struct WildcardRun {
+    /// Handles the service closed.
+    pub closed: u64,
+    /// Handles the service failed to close.
+    pub failed: u64,
+    /// Whether an error stopped it partway.
+    pub errored: bool,
+    /// The handles still open under the path afterwards: empty when it finished cleanly (no
+    /// need to look), listed again when it did not, `None` when that listing failed too.
+    pub still_open: Option<HashSet<HandleId>>,
 }
 
 /// Closes `items` by id and runs `wildcards`, all on share `share`.
@@ -55,8 +70,21 @@ pub(super) async fn act(
             path: w.path.clone(),
             recursive: w.recursive.then_some(true),
         };
-        let outcome = close_all(svc, target, HandleSelector::All).await;
-        wildcard_results.push(Some((outcome.closed, outcome.failed)));
+        let outcome = close_all(svc, target.clone(), HandleSelector::All).await;
+        let clean = outcome.error.is_none() && outcome.failed == 0;
+        // An unclean wildcard says how many it closed, not which: look again so that each
+        // member is reported as it really is.
+        let still_open = if clean {
+            Some(HashSet::new())
+        } else {
+            still_open(svc, target).await
+        };
+        wildcard_results.push(Some(WildcardRun {
+            closed: outcome.closed,
+            failed: outcome.failed,
+            errored: outcome.error.is_some(),
+            still_open,
+        }));
         if let Some(e) = outcome.error {
             tracing::warn!(share, path = %w.path, error = %e, "wildcard close failed");
             state.fail(e);
@@ -67,6 +95,16 @@ pub(super) async fn act(
         wildcards: wildcard_results,
         error: state.first_error.into_inner().expect("lock poisoned"),
     }
+}
+
+/// The ids still open on `target`, or `None` when they cannot be listed.
+async fn still_open(svc: &dyn HandleService, target: Target) -> Option<HashSet<HandleId>> {
+    let mut ids = HashSet::new();
+    let mut stream = std::pin::pin!(pages(svc, target, None));
+    while let Some(page) = stream.next().await {
+        ids.extend(page.ok()?.handles.into_iter().map(|h| h.handle_id));
+    }
+    Some(ids)
 }
 
 /// What the close requests of one share share.

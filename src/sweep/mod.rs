@@ -215,9 +215,17 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         }
         for (&w, result) in wild.iter().zip(acted.wildcards) {
             match result {
-                Some((closed, failed)) => {
+                Some(run) => {
+                    let (closed, failed) = (run.closed, run.failed);
                     wildcards[w].closed = closed;
                     wildcards[w].failed = failed;
+                    settle_wildcard_members(
+                        &mut outcomes,
+                        &close_plan.dispositions,
+                        &condemned,
+                        w,
+                        &run,
+                    );
                     bump(
                         &mut shares[s].closed,
                         crate::policy::Reason::RenameBlocking.as_str(),
@@ -248,10 +256,18 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
     }
 
     let mut decisions = Vec::with_capacity(condemned.len());
-    for ((c, h), outcome) in condemned.iter().zip(handles).zip(&outcomes) {
+    for (((c, h), outcome), disposition) in condemned
+        .iter()
+        .zip(handles)
+        .zip(&outcomes)
+        .zip(&close_plan.dispositions)
+    {
         let r = &mut shares[c.share];
+        // A wildcard's closed and failed counts are its own, counted above.
+        let by_wildcard = matches!(disposition, Disposition::Wildcard(_));
         match outcome {
             Outcome::Closed => bump(&mut r.closed, c.reason.as_str(), 1),
+            Outcome::Failed if by_wildcard => {}
             Outcome::Failed => bump(&mut r.failed, c.reason.as_str(), 1),
             Outcome::Gone => r.gone += 1,
             Outcome::ClosedByWildcard => {}
@@ -303,11 +319,33 @@ async fn observe_share(
             )
             .await
         }
-        Some(Err(e)) => Err(clone_error(e)),
+        Some(Err(e)) => Err(e.clone()),
         None => Err(Error::Backend {
             target: scope.share.clone(),
             message: "no service for this share".into(),
         }),
+    }
+}
+
+/// The outcome of each member of wildcard `w` after it ran: closed unless still open; a member
+/// still open is `Failed` (the service refused it) or, after an error, not closed because of
+/// the share error; when that cannot be checked, every member is reported not closed.
+fn settle_wildcard_members(
+    outcomes: &mut [Outcome],
+    dispositions: &[Disposition],
+    condemned: &[crate::policy::Condemned],
+    w: usize,
+    run: &act::WildcardRun,
+) {
+    for ((o, d), c) in outcomes.iter_mut().zip(dispositions).zip(condemned) {
+        if *d != Disposition::Wildcard(w) {
+            continue;
+        }
+        *o = match &run.still_open {
+            Some(open) if !open.contains(&c.id) => Outcome::ClosedByWildcard,
+            Some(_) if !run.errored => Outcome::Failed,
+            _ => Outcome::NotClosed(NotClosed::ShareError),
+        };
     }
 }
 
@@ -347,26 +385,4 @@ fn next_ledger(
         next.insert(key.clone(), old.first_seen(key).unwrap_or(now));
     }
     OrphanLedger(next)
-}
-
-/// Errors are not `Clone` (they may wrap anything); a setup error is reported by its text.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Service {
-            target,
-            request_id,
-            error,
-        } => Error::Service {
-            target: target.clone(),
-            request_id: request_id.clone(),
-            error: error.clone(),
-        },
-        Error::Credential { message } => Error::Credential {
-            message: message.clone(),
-        },
-        other => Error::Backend {
-            target: String::new(),
-            message: other.to_string(),
-        },
-    }
 }

@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use super::report::{HotPath, bump, keep_label};
 use crate::handles::{Error, HandleService, pages};
 use crate::policy::{
-    ClusterFacts, Condemned, Facts, GuardStat, OrphanLedger, Rules, ShareScope, Verdict,
-    classify, client_key, is_within,
+    ClusterFacts, Condemned, Facts, GuardStat, OrphanLedger, Rules, ShareScope, Verdict, classify,
+    client_key, is_within,
 };
 use crate::protocol::{Handle, Target};
 
