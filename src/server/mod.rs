@@ -229,14 +229,16 @@ impl HandleServer {
     fn ops(&self, path: &str) -> Response<Body> {
         match path {
             "/metrics" => {
-                if let Some(store) = &self.admin {
-                    let stats = store.stats();
+                let size = self.backend.size();
+                if let Some(n) = size.handles {
                     self.metrics
                         .store_handles
-                        .set(i64::try_from(stats.handles).unwrap_or(i64::MAX));
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                if let Some(n) = size.shares {
                     self.metrics
                         .store_shares
-                        .set(i64::try_from(stats.shares).unwrap_or(i64::MAX));
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
                 let mut resp =
                     Response::new(Body::from(crate::metrics::render(&self.metrics.registry)));

@@ -361,6 +361,14 @@ impl HandleService for MemoryStore {
     fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>> {
         Box::pin(async move { self.close_page(req) })
     }
+
+    fn size(&self) -> super::StoreSize {
+        let stats = self.stats();
+        super::StoreSize {
+            shares: Some(stats.shares),
+            handles: Some(stats.handles),
+        }
+    }
 }
 
 /// A stable session id for a client, so handles of one client share a session as on a real

@@ -431,6 +431,14 @@ impl HandleService for SambaStore {
     fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>> {
         Box::pin(self.close_page(req))
     }
+
+    /// The shares of smb.conf; the open handles are only known by listing them.
+    fn size(&self) -> crate::handles::StoreSize {
+        crate::handles::StoreSize {
+            shares: Some(self.shares().shares.len()),
+            handles: None,
+        }
+    }
 }
 
 async fn read_shares(config: &SambaConfig) -> Result<ShareSet, SambaError> {
