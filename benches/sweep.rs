@@ -16,7 +16,9 @@ use share_hygiene::auth::{AccountKey, Credential};
 use share_hygiene::handles::HandleService;
 use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
 use share_hygiene::handles::memory::{MemoryStore, OpenSpec};
-use share_hygiene::policy::{ClusterFacts, Condemned, Facts, OrphanLedger, Verdict, classify, compile, plan};
+use share_hygiene::policy::{
+    ClusterFacts, Condemned, Facts, OrphanLedger, Verdict, classify, compile, plan,
+};
 use share_hygiene::protocol::{AccessRights, Handle, HandleId};
 use share_hygiene::server::{HandleServer, ServerConfig};
 use share_hygiene::sweep::{SweepInput, SweepOptions, never_stop, sweep};
@@ -30,8 +32,18 @@ fn spec(yaml: &str) -> HandlePolicySpec {
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, in clock ticks (100 Hz on Linux).
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -60,11 +72,20 @@ fn handles(n: u64) -> Vec<Handle> {
                 file_id: 1_000_000 + file,
                 parent_id: 1000 + dir,
                 session_id: client,
-                client_ip: format!("10.{}.{}.{}:445", 240 + client % 10, client / 10, client % 250),
+                client_ip: format!(
+                    "10.{}.{}.{}:445",
+                    240 + client % 10,
+                    client / 10,
+                    client % 250
+                ),
                 client_name: Some(format!("node-{client:03}")),
                 open_time: Timestamp::from_second(NOW - age).unwrap(),
                 last_reconnect_time: None,
-                access_rights: Some(if i % 2 == 0 { AccessRights::READ } else { AccessRights::READ.union(AccessRights::WRITE) }),
+                access_rights: Some(if i % 2 == 0 {
+                    AccessRights::READ
+                } else {
+                    AccessRights::READ.union(AccessRights::WRITE)
+                }),
             }
         })
         .collect()
@@ -97,14 +118,23 @@ limits: { maxClosesPerSweep: 1000000, safetyValvePercent: 100 }
         .collect();
     let cluster = ClusterFacts::new(known, Vec::<String>::new());
     let ledger = OrphanLedger::default();
-    let facts = Facts { cluster: Some(&cluster), orphans: &ledger };
+    let facts = Facts {
+        cluster: Some(&cluster),
+        orphans: &ledger,
+    };
     let now = Timestamp::from_second(NOW).unwrap();
 
     let (cpu0, wall0) = (cpu_seconds(), Instant::now());
     let mut condemned = Vec::new();
     for h in &hs {
         if let Verdict::Close(reason) = classify(h, &policy.rules, &facts, now) {
-            condemned.push(Condemned { share: 0, id: h.handle_id, path: h.path.clone(), held_since: h.held_since(), reason });
+            condemned.push(Condemned {
+                share: 0,
+                id: h.handle_id,
+                path: h.path.clone(),
+                held_since: h.held_since(),
+                reason,
+            });
         }
     }
     let classify_wall = wall0.elapsed();
@@ -112,7 +142,11 @@ limits: { maxClosesPerSweep: 1000000, safetyValvePercent: 100 }
     let plan = plan(Mode::Enforce, n, &condemned, &[], policy.limits);
     let plan_wall = wall1.elapsed();
     let cpu = cpu_seconds() - cpu0;
-    println!("classify+plan: {n} handles, {} condemned, {} planned closes", condemned.len(), plan.closes());
+    println!(
+        "classify+plan: {n} handles, {} condemned, {} planned closes",
+        condemned.len(),
+        plan.closes()
+    );
     println!(
         "  classify {:.3}s wall = {:.0} handles/s; plan {:.3}s; CPU {:.2}s (one thread); peak RSS {:.0} MiB (includes the 1M input handles)",
         classify_wall.as_secs_f64(),
@@ -140,28 +174,67 @@ async fn sweep_once(total: u32, guarded: u32, yaml: &str, label: &str) {
     let rest = total - guarded;
     // 100 files of fresh handles, 10 files of stale ones, and the guarded subtree.
     for f in 0..100 {
-        store.open("bench", &format!("data/f{f}.bin"), &spec_of(60, rest * 9 / 10 / 100, "10.0.0.1:445")).unwrap();
+        store
+            .open(
+                "bench",
+                &format!("data/f{f}.bin"),
+                &spec_of(60, rest * 9 / 10 / 100, "10.0.0.1:445"),
+            )
+            .unwrap();
     }
     for f in 0..10 {
-        store.open("bench", &format!("logs/f{f}.log"), &spec_of(3 * 86_400, rest / 10 / 10, "10.0.0.2:445")).unwrap();
+        store
+            .open(
+                "bench",
+                &format!("logs/f{f}.log"),
+                &spec_of(3 * 86_400, rest / 10 / 10, "10.0.0.2:445"),
+            )
+            .unwrap();
     }
     if guarded > 0 {
         for f in 0..40 {
-            store.open("bench", &format!("release/v1/f{f}.bin"), &spec_of(60, guarded / 40, "10.0.0.3:445")).unwrap();
+            store
+                .open(
+                    "bench",
+                    &format!("release/v1/f{f}.bin"),
+                    &spec_of(60, guarded / 40, "10.0.0.3:445"),
+                )
+                .unwrap();
         }
     }
     let seen = store.stats().handles;
     let key = AccountKey::random();
-    let server = Arc::new(HandleServer::memory(ServerConfig::new("acct", key.clone()), store.clone()));
+    let server = Arc::new(HandleServer::memory(
+        ServerConfig::new("acct", key.clone()),
+        store.clone(),
+    ));
     let running = server.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let endpoint = Endpoint::parse(&format!("http://{}/acct", running.addr)).unwrap();
     let client: Arc<dyn HandleService> = Arc::new(
-        HandleClient::new(endpoint, Credential::SharedKey { account: "acct".into(), key }, ClientOptions::default()).unwrap(),
+        HandleClient::new(
+            endpoint,
+            Credential::SharedKey {
+                account: "acct".into(),
+                key,
+            },
+            ClientOptions::default(),
+        )
+        .unwrap(),
     );
-    let policy = compile(&spec(&yaml.replace("ENDPOINT", &format!("http://{}/acct", running.addr)))).unwrap();
+    let policy = compile(&spec(
+        &yaml.replace("ENDPOINT", &format!("http://{}/acct", running.addr)),
+    ))
+    .unwrap();
     let started = Instant::now();
     let report = sweep(
-        SweepInput { policy: &policy, services: vec![Ok(client)], cluster: None, orphans: OrphanLedger::default(), now: Timestamp::now(), stop: never_stop() },
+        SweepInput {
+            policy: &policy,
+            services: vec![Ok(client)],
+            cluster: None,
+            orphans: OrphanLedger::default(),
+            now: Timestamp::now(),
+            stop: never_stop(),
+        },
         &SweepOptions::default(),
     )
     .await;
@@ -181,7 +254,10 @@ async fn sweep_once(total: u32, guarded: u32, yaml: &str, label: &str) {
 
 fn main() {
     bench_classify_plan();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         sweep_once(
             100_000,
