@@ -114,6 +114,7 @@ run_cli list list
 run "$rust_bench" close-each --concurrency "$CONCURRENCY"
 run "$py" scripts/bench/sdk_bench.py close-each-pool --concurrency "$CONCURRENCY"
 run "$rust_bench" close-each --concurrency 1
+run "$rust_bench" close-each --concurrency 1 --runtime current
 if [ "$SDK_SEQUENTIAL" = 1 ]; then
   run "$py" scripts/bench/sdk_bench.py close-each
 fi

@@ -20,6 +20,8 @@ def label(r: dict) -> str:
     name = r["client"]
     if r["mode"] == "close-each":
         name += " sequential" if r["concurrency"] == 1 else f", {r['concurrency']} in flight"
+    if r.get("runtime") == "current":
+        name += " (current-thread runtime)"
     return name
 
 
@@ -47,7 +49,11 @@ def main(path: str) -> int:
 
     def pick(mode, client_prefix, concurrency=None):
         for r in by_mode.get(mode, []):
-            if r["client"].startswith(client_prefix) and (concurrency is None or r["concurrency"] == concurrency):
+            if (
+                r["client"].startswith(client_prefix)
+                and (concurrency is None or r["concurrency"] == concurrency)
+                and r.get("runtime", "multi") == "multi"
+            ):
                 return r
         return None
 

@@ -101,9 +101,15 @@ pub enum ClientError {
     Http(String),
 }
 
+/// A successful answer, read whole.
+struct Answer {
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
 /// What an attempt came to.
 enum Attempt {
-    Done(reqwest::Response),
+    Done(Answer),
     Retry {
         error: Error,
         retry_after: Option<Duration>,
@@ -182,7 +188,7 @@ impl HandleClient {
         target: &Target,
         query: &[(&'static str, String)],
         headers: &[(&'static str, String)],
-    ) -> Result<reqwest::Response, Error> {
+    ) -> Result<Answer, Error> {
         let deadline = Instant::now() + self.options.operation_timeout;
         let run = async {
             let mut retry = 0;
@@ -199,13 +205,17 @@ impl HandleClient {
                 if retry > self.options.retry.max_retries {
                     return Err(error);
                 }
+                // Only a retry that will be made spends the budget.
+                let wait = self.options.retry.delay(retry, retry_after);
+                if Instant::now() + wait >= deadline {
+                    return Err(error);
+                }
                 if !self.budget.withdraw() {
                     tracing::warn!(target = %describe(target), "retry budget exhausted; not retrying");
                     return Err(error);
                 }
-                let wait = self.options.retry.delay(retry, retry_after);
-                if Instant::now() + wait >= deadline {
-                    return Err(error);
+                if let Some(observer) = &self.observer {
+                    observer.retried(operation);
                 }
                 tracing::debug!(target = %describe(target), retry, ?wait, error = %error, "retrying");
                 self.stats
@@ -261,7 +271,19 @@ impl HandleClient {
         };
         let status = resp.status().as_u16();
         if resp.status().is_success() {
-            return Attempt::Done(resp);
+            // The body is read inside the attempt, so a connection that breaks mid-body is
+            // retried like one that breaks before the answer.
+            let headers = resp.headers().clone();
+            return match resp.bytes().await {
+                Ok(body) => Attempt::Done(Answer { headers, body }),
+                Err(e) => Attempt::Retry {
+                    error: Error::Transport {
+                        target: describe(target),
+                        message: format!("reading the answer: {}", error_chain(&e.without_url())),
+                    },
+                    retry_after: None,
+                },
+            };
         }
         if matches!(status, 429 | 503) {
             self.stats
@@ -455,7 +477,7 @@ impl HandleService for HandleClient {
             if let Some(n) = req.max_results {
                 query.push(("maxresults", n.to_string()));
             }
-            let resp = self
+            let answer = self
                 .call(
                     "list_handles",
                     reqwest::Method::GET,
@@ -464,14 +486,7 @@ impl HandleService for HandleClient {
                     &[],
                 )
                 .await?;
-            let body = resp.bytes().await.map_err(|e| Error::Transport {
-                target: describe(&req.target),
-                message: format!(
-                    "reading the List Handles body: {}",
-                    error_chain(&e.without_url())
-                ),
-            })?;
-            let list = decode_list(&body).map_err(|e| Error::Protocol {
+            let list = decode_list(&answer.body).map_err(|e| Error::Protocol {
                 target: describe(&req.target),
                 message: e.to_string(),
             })?;
@@ -489,7 +504,7 @@ impl HandleService for HandleClient {
                 query.push(("marker", m.as_str().to_owned()));
             }
             let headers = [("x-ms-handle-id", req.handles.to_string())];
-            let resp = self
+            let answer = self
                 .call(
                     "force_close",
                     reqwest::Method::PUT,
@@ -498,7 +513,7 @@ impl HandleService for HandleClient {
                     &headers,
                 )
                 .await?;
-            let h = resp.headers();
+            let h = &answer.headers;
             Ok(ClosePage {
                 closed: count_header(h, "x-ms-number-of-handles-closed", &req.target)?,
                 failed: count_header(h, "x-ms-number-of-handles-failed", &req.target)?,
