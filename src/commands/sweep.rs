@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,7 @@ use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
 use share_hygiene::handles::memory::DEFAULT_CLOSE_BATCH;
 use share_hygiene::handles::{Error as HandleError, HandleService};
 use share_hygiene::policy::{ClusterFacts, OrphanLedger, Policy, compile};
-use share_hygiene::server::{HandleServer, ServerConfig};
+use share_hygiene::server::{HandleServer, RunningServer, ServerConfig};
 use share_hygiene::sweep::{Outcome, Progress, SweepInput, SweepOptions, SweepReport, sweep};
 
 /// The account the embedded service poses as.
@@ -132,7 +131,8 @@ pub async fn run(args: SweepArgs) -> Result<ExitCode> {
         None => None,
     };
     let services = match &embedded {
-        Some((running_addr, key)) => {
+        Some((running, key)) => {
+            let running_addr = running.addr;
             let endpoint = Endpoint::parse(&format!("http://{running_addr}/{EMBEDDED_ACCOUNT}"))?;
             let credential = Credential::SharedKey {
                 account: EMBEDDED_ACCOUNT.into(),
@@ -176,6 +176,9 @@ pub async fn run(args: SweepArgs) -> Result<ExitCode> {
     };
     let report = sweep(input, &options).await;
     progress.finish();
+    if let Some((running, _)) = embedded {
+        running.shutdown().await;
+    }
 
     if let Some(path) = &args.state {
         let text = serde_saphyr::to_string(&report.orphans)?;
@@ -202,7 +205,8 @@ fn exit_code(report: &SweepReport) -> ExitCode {
     }
 }
 
-async fn start_embedded(seed: &Path) -> Result<(SocketAddr, AccountKey)> {
+/// Starts the handle service over `seed` on a loopback port with a random key.
+async fn start_embedded(seed: &Path) -> Result<(RunningServer, AccountKey)> {
     let store = load_seed(seed, DEFAULT_CLOSE_BATCH)?;
     let key = AccountKey::random();
     let config = ServerConfig::new(EMBEDDED_ACCOUNT, key.clone());
@@ -211,14 +215,12 @@ async fn start_embedded(seed: &Path) -> Result<(SocketAddr, AccountKey)> {
         .spawn("127.0.0.1:0".parse()?)
         .await
         .context("starting the embedded handle service")?;
-    let addr = running.addr;
     eprintln!(
-        "embedded handle service on http://{addr}/{EMBEDDED_ACCOUNT} (seed {})",
+        "embedded handle service on http://{}/{EMBEDDED_ACCOUNT} (seed {})",
+        running.addr,
         seed.display()
     );
-    // The service lives until the process ends.
-    std::mem::forget(running);
-    Ok((addr, key))
+    Ok((running, key))
 }
 
 fn share_services(
