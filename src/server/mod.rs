@@ -152,7 +152,8 @@ impl HandleServer {
                         builder
                             .timer(TokioTimer::new())
                             .header_read_timeout(Duration::from_secs(30))
-                            .max_buf_size(max_head);
+                            .max_buf_size(max_head)
+                            .max_header_size(max_head);
                         let conn = builder.serve_connection(TokioIo::new(stream), svc);
                         let mut conn = std::pin::pin!(conn);
                         tokio::select! {
