@@ -363,7 +363,7 @@ async fn only_the_leader_sweeps_and_a_follower_takes_over_within_the_lease() {
     drop(b);
 }
 
-/// Shows a bug: `/readyz` never answers 200, so a Deployment with the readiness probe on it
+/// Regression (was a bug): `/readyz` never answered 200, so a Deployment with the readiness probe on it
 /// never becomes ready.
 ///
 /// `controller::run` waits for readiness with `Store::wait_until_ready` on the Controller's
@@ -373,7 +373,6 @@ async fn only_the_leader_sweeps_and_a_follower_takes_over_within_the_lease() {
 /// (`store_readiness_wakes_every_waiter` shows it on its own). The Controller's wait wins, so
 /// sweeps happen but "watches synced; ready" is never logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: /readyz stays 503 (two tasks wait on one reflector Store); run with --ignored"]
 async fn readyz_turns_200_once_the_watches_have_listed() {
     let svc = HandleService::start(&[SHARE]).await;
     let api = cluster(&svc).await;
@@ -435,7 +434,7 @@ async fn store_readiness_wakes_every_waiter() {
     }
 }
 
-/// Shows a bug: a degraded policy is swept again at once after each of its own status writes,
+/// Regression (was a bug): a degraded policy was swept again at once after each of its own status writes,
 /// in a loop, instead of after its backoff (5 s after a first failure).
 ///
 /// `status::not_due` makes a degraded policy always due ("the requeue delay is the backoff"),
@@ -444,7 +443,6 @@ async fn store_readiness_wakes_every_waiter() {
 /// Any degraded outcome loops: here a tripped safety valve and a missing Secret. Each loop
 /// lists the share, applies status and publishes Events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: degraded policies are re-swept in a hot loop; run with --ignored"]
 async fn a_degraded_policy_waits_for_its_backoff() {
     let svc = HandleService::start(&[SHARE, "other"]).await;
     // Every handle is stale: 100% would close, above the 90% safety valve.
@@ -498,7 +496,7 @@ async fn a_degraded_policy_waits_for_its_backoff() {
     );
 }
 
-/// Shows a bug: both replicas take the Lease when they try at the same moment.
+/// Regression (was a bug): both replicas took the Lease when they tried at the same moment.
 ///
 /// Every replica writes the Lease with the same field manager (`share-hygiene`, set in
 /// `controller/leader.rs`), while kube-lease-manager needs one per replica: it takes a free
@@ -512,7 +510,6 @@ async fn a_degraded_policy_waits_for_its_backoff() {
 /// `.with_field_manager("share-hygiene")` (kube-lease-manager's default is one per replica)
 /// or make it `share-hygiene-{identity}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: racing replicas both lead (one Lease field manager for all); run with --ignored"]
 async fn racing_replicas_never_both_lead() {
     let svc = HandleService::start(&[SHARE]).await;
     svc.open(SHARE, "data/new.bin", "10.0.0.2", a_minute(), 3);

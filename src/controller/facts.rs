@@ -1,14 +1,18 @@
-//! Cluster facts for the orphaned rule: reflectors over Nodes and Pods that keep only the
-//! addresses and names, and a consistent snapshot per sweep.
+//! Cluster facts for the orphaned rule: watches over Nodes and Pods that keep only addresses
+//! and names, and one shared snapshot, rebuilt only after a Node or Pod changed.
+//!
+//! No reflector stores: a store keeps every object whole (a Pod is ~2 KiB even slimmed), and
+//! waiting on a store's readiness from more than one task loses wake-ups in kube-runtime 5.0.
+//! The index below is ready when both watches have listed once (their `InitDone`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::policy::ClusterFacts;
@@ -17,145 +21,216 @@ use crate::policy::ClusterFacts;
 pub trait FactsSource: Send + Sync {
     /// A snapshot, or `None` while the facts are not yet known (then the orphaned rule condemns
     /// nothing, rather than everything).
-    fn snapshot(&self) -> Option<ClusterFacts>;
+    fn snapshot(&self) -> Option<Arc<ClusterFacts>>;
 }
 
 /// Fixed facts (tests, or a cluster-less run).
 pub struct StaticFacts(pub Option<ClusterFacts>);
 
 impl FactsSource for StaticFacts {
-    fn snapshot(&self) -> Option<ClusterFacts> {
-        self.0.clone()
+    fn snapshot(&self) -> Option<Arc<ClusterFacts>> {
+        self.0.clone().map(Arc::new)
     }
 }
 
-/// Reflector stores of Nodes and Pods.
-#[derive(Clone)]
-pub struct ReflectedFacts {
-    nodes: Store<Node>,
-    pods: Store<Pod>,
-    ready: Arc<AtomicBool>,
+/// What one Node or Pod contributes: its names and addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    names: Vec<String>,
+    ips: Vec<IpAddr>,
 }
 
-impl ReflectedFacts {
-    /// Starts the reflectors (in background tasks) and returns their stores.
-    pub fn start(client: kube::Client) -> Self {
-        let (nodes, node_writer) = reflector::store();
-        let (pods, pod_writer) = reflector::store();
-        let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_node)
-            .reflect(node_writer)
-            .applied_objects();
-        let pod_stream = watcher(Api::<Pod>::all(client), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_pod)
-            .reflect(pod_writer)
-            .applied_objects();
-        tokio::spawn(node_stream.for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "node watch error (retrying)");
-            }
-        }));
-        tokio::spawn(pod_stream.for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "pod watch error (retrying)");
-            }
-        }));
-        let ready = Arc::new(AtomicBool::new(false));
-        let (n, p, flag) = (nodes.clone(), pods.clone(), ready.clone());
-        tokio::spawn(async move {
-            let _ = n.wait_until_ready().await;
-            let _ = p.wait_until_ready().await;
-            flag.store(true, Ordering::Relaxed);
-        });
-        Self { nodes, pods, ready }
-    }
-
-    /// Resolves when both stores have their first full list.
-    pub async fn wait_until_ready(&self) {
-        let _ = self.nodes.wait_until_ready().await;
-        let _ = self.pods.wait_until_ready().await;
-    }
-}
-
-/// Keeps a Node's name and addresses only.
-fn slim_node(n: &mut Node) {
-    n.metadata.annotations = None;
-    n.metadata.labels = None;
-    n.metadata.managed_fields = None;
-    n.metadata.owner_references = None;
-    n.spec = None;
-    if let Some(status) = n.status.as_mut() {
-        let addresses = status.addresses.take();
-        *status = Default::default();
-        status.addresses = addresses;
-    }
-}
-
-/// Keeps a Pod's name and IPs only.
-fn slim_pod(p: &mut Pod) {
-    p.metadata.annotations = None;
-    p.metadata.labels = None;
-    p.metadata.managed_fields = None;
-    p.metadata.owner_references = None;
-    p.spec = None;
-    if let Some(status) = p.status.as_mut() {
-        let (ips, host) = (status.pod_ips.take(), status.host_ip.take());
-        *status = Default::default();
-        status.pod_ips = ips;
-        status.host_ip = host;
-    }
-}
-
-/// Facts from Nodes (names, hostnames, internal and external IPs) and Pods (names, pod IPs,
-/// host IPs).
-pub fn facts_of<'a>(
-    nodes: impl IntoIterator<Item = &'a Node>,
-    pods: impl IntoIterator<Item = &'a Pod>,
-) -> ClusterFacts {
-    let mut ips: Vec<IpAddr> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for n in nodes {
-        names.extend(n.metadata.name.clone());
-        for a in n.status.iter().flat_map(|s| s.addresses.iter().flatten()) {
-            match a.type_.as_str() {
-                "InternalIP" | "ExternalIP" => ips.extend(a.address.parse::<IpAddr>().ok()),
-                "Hostname" | "InternalDNS" => names.push(a.address.clone()),
-                _ => {}
-            }
+/// A Node's name, hostnames and internal and external IPs.
+pub fn node_member(n: &Node) -> Member {
+    let mut m = Member {
+        names: n.metadata.name.clone().into_iter().collect(),
+        ips: Vec::new(),
+    };
+    for a in n.status.iter().flat_map(|s| s.addresses.iter().flatten()) {
+        match a.type_.as_str() {
+            "InternalIP" | "ExternalIP" => m.ips.extend(a.address.parse::<IpAddr>().ok()),
+            "Hostname" | "InternalDNS" => m.names.push(a.address.clone()),
+            _ => {}
         }
     }
-    for p in pods {
-        names.extend(p.metadata.name.clone());
-        if let Some(status) = &p.status {
-            ips.extend(
-                status
-                    .pod_ips
-                    .iter()
-                    .flatten()
-                    .filter_map(|ip| ip.ip.parse::<IpAddr>().ok()),
-            );
-            ips.extend(
-                status
-                    .host_ip
-                    .as_deref()
-                    .and_then(|ip| ip.parse::<IpAddr>().ok()),
-            );
-        }
+    m
+}
+
+/// A Pod's name, pod IPs and host IP.
+pub fn pod_member(p: &Pod) -> Member {
+    let mut m = Member {
+        names: p.metadata.name.clone().into_iter().collect(),
+        ips: Vec::new(),
+    };
+    if let Some(status) = &p.status {
+        m.ips.extend(
+            status
+                .pod_ips
+                .iter()
+                .flatten()
+                .filter_map(|ip| ip.ip.parse::<IpAddr>().ok()),
+        );
+        m.ips.extend(
+            status
+                .host_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<IpAddr>().ok()),
+        );
+    }
+    m
+}
+
+fn facts_from<'a>(members: impl Iterator<Item = &'a Member>) -> ClusterFacts {
+    let (mut ips, mut names) = (Vec::new(), Vec::new());
+    for m in members {
+        ips.extend(m.ips.iter().copied());
+        names.extend(m.names.iter().cloned());
     }
     ClusterFacts::new(ips, names)
 }
 
+/// Facts from Nodes and Pods.
+pub fn facts_of<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> ClusterFacts {
+    let members: Vec<Member> = nodes
+        .into_iter()
+        .map(node_member)
+        .chain(pods.into_iter().map(pod_member))
+        .collect();
+    facts_from(members.iter())
+}
+
+/// The members of one kind, keyed by namespace/name, and the list in progress during a
+/// (re)list.
+#[derive(Default)]
+struct Kind {
+    live: HashMap<String, Member>,
+    listing: Option<HashMap<String, Member>>,
+    ready: AtomicBool,
+}
+
+/// The index the watches keep.
+#[derive(Default)]
+struct Index {
+    nodes: Mutex<Kind>,
+    pods: Mutex<Kind>,
+    /// Bumped on every change, so the snapshot is rebuilt only when needed.
+    version: AtomicU64,
+    cache: Mutex<Option<(u64, Arc<ClusterFacts>)>>,
+}
+
+fn key(meta: &kube::core::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
+
+impl Index {
+    fn apply<K>(
+        &self,
+        kind: &Mutex<Kind>,
+        event: watcher::Event<K>,
+        member: fn(&K) -> Member,
+        meta: fn(&K) -> &kube::core::ObjectMeta,
+    ) {
+        let mut k = kind.lock().expect("lock poisoned");
+        match event {
+            watcher::Event::Init => k.listing = Some(HashMap::new()),
+            watcher::Event::InitApply(obj) => {
+                let m = member(&obj);
+                k.listing
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key(meta(&obj)), m);
+            }
+            watcher::Event::InitDone => {
+                k.live = k.listing.take().unwrap_or_default();
+                k.ready.store(true, Ordering::Relaxed);
+            }
+            watcher::Event::Apply(obj) => {
+                let m = member(&obj);
+                k.live.insert(key(meta(&obj)), m);
+            }
+            watcher::Event::Delete(obj) => {
+                k.live.remove(&key(meta(&obj)));
+            }
+        }
+        self.version.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Cluster facts kept by watches over Nodes and Pods.
+#[derive(Clone)]
+pub struct ReflectedFacts {
+    index: Arc<Index>,
+}
+
+impl ReflectedFacts {
+    /// Starts the watches (in background tasks).
+    pub fn start(client: kube::Client) -> Self {
+        let index = Arc::new(Index::default());
+        let i = index.clone();
+        tokio::spawn(
+            watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .for_each(move |ev| {
+                    match ev {
+                        Ok(ev) => i.apply(&i.nodes, ev, node_member, |n: &Node| &n.metadata),
+                        Err(e) => tracing::warn!(error = %e, "node watch error (retrying)"),
+                    }
+                    futures::future::ready(())
+                }),
+        );
+        let i = index.clone();
+        tokio::spawn(
+            watcher(Api::<Pod>::all(client), watcher::Config::default())
+                .default_backoff()
+                .for_each(move |ev| {
+                    match ev {
+                        Ok(ev) => i.apply(&i.pods, ev, pod_member, |p: &Pod| &p.metadata),
+                        Err(e) => tracing::warn!(error = %e, "pod watch error (retrying)"),
+                    }
+                    futures::future::ready(())
+                }),
+        );
+        Self { index }
+    }
+
+    /// Whether both watches have listed once.
+    pub fn is_ready(&self) -> bool {
+        let ready = |k: &Mutex<Kind>| {
+            k.lock()
+                .expect("lock poisoned")
+                .ready
+                .load(Ordering::Relaxed)
+        };
+        ready(&self.index.nodes) && ready(&self.index.pods)
+    }
+}
+
 impl FactsSource for ReflectedFacts {
-    fn snapshot(&self) -> Option<ClusterFacts> {
-        if !self.ready.load(Ordering::Relaxed) {
+    fn snapshot(&self) -> Option<Arc<ClusterFacts>> {
+        if !self.is_ready() {
             return None;
         }
-        let (nodes, pods) = (self.nodes.state(), self.pods.state());
-        Some(facts_of(
-            nodes.iter().map(|n| n.as_ref()),
-            pods.iter().map(|p| p.as_ref()),
-        ))
+        // Concurrent sweeps share one snapshot: the first to find it stale rebuilds it while the
+        // others wait on the lock, then reuse it.
+        let mut cache = self.index.cache.lock().expect("lock poisoned");
+        let version = self.index.version.load(Ordering::Relaxed);
+        if let Some((v, facts)) = cache.as_ref()
+            && *v == version
+        {
+            return Some(facts.clone());
+        }
+        let facts = {
+            let nodes = self.index.nodes.lock().expect("lock poisoned");
+            let pods = self.index.pods.lock().expect("lock poisoned");
+            Arc::new(facts_from(nodes.live.values().chain(pods.live.values())))
+        };
+        *cache = Some((version, facts.clone()));
+        Some(facts)
     }
 }

@@ -33,6 +33,14 @@ impl Leadership for NeverLeader {
 /// Leadership through a Lease, kept by kube-lease-manager in a background task.
 pub struct LeaseLeader {
     leading: Arc<AtomicBool>,
+    changes: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LeaseLeader {
+    /// Leadership changes, as they happen.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.changes.clone()
+    }
 }
 
 impl Leadership for LeaseLeader {
@@ -68,10 +76,13 @@ impl LeaseLeader {
             .with_identity(&settings.identity)
             .with_duration(settings.duration_secs)
             .with_grace(settings.grace_secs)
-            .with_field_manager("share-hygiene")
+            // One field manager per replica: the API server then refuses a second replica's
+            // apply of a held Lease (409), which is what keeps two replicas from both leading.
+            .with_field_manager(format!("share-hygiene-{}", settings.identity))
             .build()
             .await?;
         let (mut rx, _task) = manager.watch().await;
+        let changes = rx.clone();
         let leading = Arc::new(AtomicBool::new(*rx.borrow()));
         let flag = leading.clone();
         tokio::spawn(async move {
@@ -88,6 +99,6 @@ impl LeaseLeader {
                 }
             }
         });
-        Ok(Self { leading })
+        Ok(Self { leading, changes })
     }
 }

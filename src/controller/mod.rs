@@ -28,14 +28,14 @@ use kube::api::ListParams;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 
 pub use error::Error;
 pub use events::for_sweep as sweep_events;
 pub use facts::{FactsSource, ReflectedFacts, StaticFacts, facts_of};
 pub use leader::{AlwaysLeader, Leadership, LeaseLeader, LeaseSettings, NeverLeader};
 pub use reconcile::{
-    Context, FIELD_MANAGER, FOLLOWER_RECHECK, apply_status, error_policy, reconcile,
+    Context, FIELD_MANAGER, FOLLOWER_RECHECK, Retry, apply_status, error_policy, reconcile,
 };
 pub use status::{after_sweep, invalid_spec, ledger_of, not_due};
 
@@ -123,18 +123,19 @@ pub async fn run(
         })?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
 
-    let leader: Arc<dyn Leadership> = match &config.lease {
+    let (leader, leadership): (Arc<dyn Leadership>, _) = match &config.lease {
         Some(settings) => {
             let m = metrics.clone();
-            Arc::new(
+            let lease =
                 LeaseLeader::start(client.clone(), settings.clone(), move |l| m.set_leader(l))
                     .await
-                    .map_err(|e| RunError::Lease(e.to_string()))?,
-            )
+                    .map_err(|e| RunError::Lease(e.to_string()))?;
+            let rx = lease.subscribe();
+            (Arc::new(lease), Some(rx))
         }
         None => {
             metrics.set_leader(true);
-            Arc::new(AlwaysLeader)
+            (Arc::new(AlwaysLeader), None)
         }
     };
     let facts = ReflectedFacts::start(client.clone());
@@ -170,34 +171,55 @@ pub async fn run(
         config.namespaces.iter().cloned().map(Some).collect()
     };
     let mut runs = Vec::new();
-    let mut stores = Vec::new();
+    let mut synced = Vec::new();
     for ns in scopes {
-        let (policies, secrets): (
+        let (policies, secrets, metadata): (
             Api<DeserializeGuard<HandlePolicy>>,
             Api<PartialObjectMeta<Secret>>,
+            Api<PartialObjectMeta<HandlePolicy>>,
         ) = match &ns {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
             ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
         };
+        synced.push(watch_synced(metadata));
         let controller = Controller::new(policies, watcher::Config::default().any_semantic());
         let store = controller.store();
-        stores.push(store.clone());
         let mut stop = stop_rx.clone();
+        let secret_ctx = ctx.clone();
+        let controller = controller.watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: PartialObjectMeta<Secret>| {
+                let refs = referencing(
+                    &store,
+                    secret.metadata.namespace.as_deref(),
+                    secret.metadata.name.as_deref(),
+                );
+                // A changed Secret may fix a policy that is backing off: retry it at once.
+                for r in &refs {
+                    secret_ctx.clear_retry(&format!(
+                        "{}/{}",
+                        r.namespace.as_deref().unwrap_or(""),
+                        r.name
+                    ));
+                }
+                refs
+            },
+        );
+        // A replica that becomes leader sweeps what is due at once, not at its next recheck.
+        let controller = match &leadership {
+            Some(rx) => controller.reconcile_all_on(became_leader(rx.clone())),
+            None => controller,
+        };
         let run = controller
-            .watches(
-                secrets,
-                watcher::Config::default(),
-                move |secret: PartialObjectMeta<Secret>| {
-                    referencing(
-                        &store,
-                        secret.metadata.namespace.as_deref(),
-                        secret.metadata.name.as_deref(),
-                    )
-                },
-            )
             .graceful_shutdown_on(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -211,18 +233,50 @@ pub async fn run(
         runs.push(run);
     }
 
-    // Ready once every watch has listed: the policies' and the facts' reflectors.
+    // Ready once every watch has listed: the policies' (seen through a metadata watch of their
+    // own, as the Controller's store cannot be awaited twice) and the facts'.
     tokio::spawn(async move {
-        for store in &stores {
-            let _ = store.wait_until_ready().await;
+        loop {
+            if synced.iter().all(|s| s.load(Ordering::Relaxed)) && facts.is_ready() {
+                ready.store(true, Ordering::Relaxed);
+                tracing::info!("watches synced; ready");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        facts.wait_until_ready().await;
-        ready.store(true, Ordering::Relaxed);
-        tracing::info!("watches synced; ready");
     });
 
     futures::future::join_all(runs).await;
     Ok(())
+}
+
+/// A flag set once a metadata watch of `api` has listed.
+fn watch_synced(api: Api<PartialObjectMeta<HandlePolicy>>) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .for_each(move |ev| {
+                if matches!(ev, Ok(watcher::Event::InitDone)) {
+                    set.store(true, Ordering::Relaxed);
+                }
+                futures::future::ready(())
+            }),
+    );
+    flag
+}
+
+/// One item each time this replica becomes leader.
+fn became_leader(rx: tokio::sync::watch::Receiver<bool>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    })
 }
 
 /// The policies in `namespace` whose shares reference the Secret `name`.

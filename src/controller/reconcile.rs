@@ -49,8 +49,8 @@ pub struct Context {
     pub client_options: ClientOptions,
     /// Set on shutdown.
     pub shutdown: Arc<std::sync::atomic::AtomicBool>,
-    /// Consecutive failed sweeps per policy (`namespace/name`), for backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failed sweeps per policy (`namespace/name`) and when to retry, for backoff.
+    pub failures: Mutex<HashMap<String, Retry>>,
     /// The clock (tests pin it).
     pub clock: fn() -> Timestamp,
 }
@@ -61,19 +61,52 @@ impl Context {
         Arc::new(move || shutdown.load(std::sync::atomic::Ordering::Relaxed) || !leader.is_leader())
     }
 
-    /// The backoff after `failures` consecutive failed sweeps: 5s doubling, at most the interval.
-    fn backoff(&self, key: &str, failed: bool, interval: Duration) -> Duration {
+    /// The wait before the next sweep after one that failed (`failed`) or not: 5s doubling
+    /// per consecutive failure, at most the interval; the interval after a success. A failure
+    /// also records when to retry, so reconciles triggered in between (by our own status
+    /// write) wait instead of sweeping again.
+    fn backoff(&self, key: &str, failed: bool, interval: Duration, now: Timestamp) -> Duration {
         let mut map = self.failures.lock().expect("lock poisoned");
         if !failed {
             map.remove(key);
             return interval;
         }
-        let n = map.entry(key.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        Duration::from_secs(5)
-            .saturating_mul(1 << (*n - 1).min(10))
-            .min(interval)
+        let retry = map.entry(key.to_owned()).or_insert(Retry {
+            failures: 0,
+            at: now,
+        });
+        retry.failures = retry.failures.saturating_add(1);
+        let wait = Duration::from_secs(5)
+            .saturating_mul(1 << (retry.failures - 1).min(10))
+            .min(interval);
+        retry.at = now
+            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+            .unwrap_or(now);
+        wait
     }
+
+    /// How long a policy that failed must still wait before its retry.
+    fn retry_wait(&self, key: &str, now: Timestamp) -> Option<Duration> {
+        let map = self.failures.lock().expect("lock poisoned");
+        let left = now.duration_until(map.get(key)?.at);
+        left.is_positive().then(|| left.unsigned_abs())
+    }
+
+    /// Lets a backing-off policy retry at its next reconcile (its Secret changed).
+    pub fn clear_retry(&self, key: &str) {
+        if let Some(r) = self.failures.lock().expect("lock poisoned").get_mut(key) {
+            r.at = Timestamp::UNIX_EPOCH;
+        }
+    }
+}
+
+/// A policy's backoff state.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Consecutive failed sweeps.
+    pub failures: u32,
+    /// Not before this.
+    pub at: Timestamp,
 }
 
 fn reference(meta: &kube::core::ObjectMeta) -> ObjectReference {
@@ -157,7 +190,14 @@ pub async fn reconcile(
     };
     ctx.metrics.set_interval(&namespace, &name, policy.interval);
 
+    let key = format!("{namespace}/{name}");
     if let Some(wait) = status::not_due(&prev, meta.generation, policy.interval, now) {
+        return Ok(Action::requeue(wait));
+    }
+    // Due because the last sweep degraded: wait out the backoff (a spec change does not wait).
+    if prev.observed_generation == meta.generation
+        && let Some(wait) = ctx.retry_wait(&key, now)
+    {
         return Ok(Action::requeue(wait));
     }
     if !ctx.leader.is_leader() {
@@ -169,7 +209,7 @@ pub async fn reconcile(
     let input = SweepInput {
         policy: &policy,
         services,
-        cluster: facts.as_ref(),
+        cluster: facts.as_deref(),
         orphans: status::ledger_of(&prev),
         now,
         stop: ctx.stop_signal(),
@@ -189,11 +229,11 @@ pub async fn reconcile(
         ctx.metrics
             .reconcile_error(&namespace, &name, s.category.as_str());
     }
-    let key = format!("{namespace}/{name}");
     Ok(Action::requeue(ctx.backoff(
         &key,
         !report.all_shares_ok(),
         policy.interval,
+        ended,
     )))
 }
 
@@ -243,7 +283,7 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_error(&namespace, &name, error.category());
     let key = format!("{namespace}/{name}");
-    let wait = ctx.backoff(&key, true, Duration::from_secs(300));
+    let wait = ctx.backoff(&key, true, Duration::from_secs(300), (ctx.clock)());
     let meta = match &obj.0 {
         Ok(hp) => hp.metadata.clone(),
         Err(i) => i.metadata.clone(),

@@ -20,16 +20,17 @@ pub const MAX_ORPHAN_RECORDS: usize = 1000;
 
 /// Whether a sweep is due; `Some(wait)` when it is not, with the time until it is.
 ///
-/// Due when the spec changed since the last sweep, when there was none, when the last one was
-/// degraded (the requeue delay is the backoff), or when the interval has passed.
+/// Due when the spec changed since the last sweep, when there was none, when a share failed
+/// in the last one (the controller's backoff spaces the retries), or when the interval has
+/// passed. A tripped safety valve is not retried early: only a spec change or the interval
+/// can change its outcome.
 pub fn not_due(
     status: &HandlePolicyStatus,
     generation: Option<i64>,
     interval: Duration,
     now: Timestamp,
 ) -> Option<Duration> {
-    if status.observed_generation != generation || condition_is(status, CONDITION_DEGRADED, "True")
-    {
+    if status.observed_generation != generation || condition_is(status, CONDITION_READY, "False") {
         return None;
     }
     let last = status
