@@ -30,7 +30,7 @@ if [ "${1:-}" != "--inside" ]; then
 fi
 
 # ---- inside the pod's namespaces (PID 1 here: everything started dies with this script)
-bin=$repo/target/debug/share-hygiene
+bin=${SHARE_HYGIENE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/share-hygiene}
 py=$repo/.venv/bin/python
 work=$(mktemp -d)
 passed=0

@@ -173,22 +173,9 @@ pub async fn run(
     let mut runs = Vec::new();
     let mut synced = Vec::new();
     for ns in scopes {
-        let (policies, secrets, metadata): (
-            Api<DeserializeGuard<HandlePolicy>>,
-            Api<PartialObjectMeta<Secret>>,
-            Api<PartialObjectMeta<HandlePolicy>>,
-        ) = match &ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
+        let policies: Api<DeserializeGuard<HandlePolicy>> = scoped(&client, ns.as_deref());
+        let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, ns.as_deref());
+        let metadata: Api<PartialObjectMeta<HandlePolicy>> = scoped(&client, ns.as_deref());
         synced.push(watch_synced(metadata));
         let controller = Controller::new(policies, watcher::Config::default().any_semantic());
         let store = controller.store();
@@ -248,6 +235,18 @@ pub async fn run(
 
     futures::future::join_all(runs).await;
     Ok(())
+}
+
+/// An `Api` over one namespace, or all of them.
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// A flag set once a metadata watch of `api` has listed.
