@@ -42,41 +42,7 @@ if ! [ -x "$kv" ] || ! "$py" -c 'import yaml, jsonschema' 2>/dev/null; then
   exit 1
 fi
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-# run NAME COMMAND...: the command must succeed.
-run() {
-  local name=$1
-  shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-    tail -n 40 "$work/out" | sed 's/^/    /'
-  fi
-}
-
-# refuse NAME PATTERN COMMAND...: the command must fail, saying PATTERN (an extended regex).
-refuse() {
-  local name=$1 pattern=$2
-  shift 2
-  if "$@" >"$work/out" 2>&1; then
-    failed=$((failed + 1))
-    echo "FAIL $name: accepted"
-  elif grep -Eq "$pattern" "$work/out"; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name: failed without /$pattern/"
-    tail -n 20 "$work/out" | sed 's/^/    /'
-  fi
-}
+. scripts/lib/checks.sh
 
 render() {
   "$helm" template "$release" "$chart" --namespace "$namespace" "$@"
@@ -187,5 +153,4 @@ run "dashboard ConfigMaps hold files/dashboards/*.json (all features)" \
   "$py" scripts/check_manifests.py dashboards "$chart" "$work/full.yaml"
 
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

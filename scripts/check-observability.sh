@@ -27,23 +27,7 @@ command -v promtool >/dev/null || {
 helm=$(scripts/setup-helm.sh) || { echo "check-observability: cannot install helm" >&2; exit 1; }
 "$py" -c 'import yaml' 2>/dev/null || { echo "check-observability: no venv with PyYAML; run scripts/setup.sh" >&2; exit 1; }
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-run() {
-  local name=$1
-  shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok   $name"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name"
-    tail -n 40 "$work/out" | sed 's/^/    /'
-  fi
-}
+. scripts/lib/checks.sh
 
 # The spec of the one PrometheusRule in a render (stdin), as a rule file (stdout).
 extract_rules() {
@@ -132,5 +116,4 @@ run "dashboard: every PromQL expression parses (promtool)" dashboard_parses
 run "cargo test --test dashboard_metrics (catalog metrics and labels only)" \
   cargo test --quiet --locked --test dashboard_metrics
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
