@@ -31,7 +31,8 @@ pub struct SambaArgs {
     #[arg(long, default_value_t = 4)]
     pub samba_close_parallelism: usize,
     /// Seconds one Force Close Handles call keeps starting NetFileClose calls before it
-    /// answers with x-ms-marker (the rest follow in the next call).
+    /// answers with x-ms-marker (the rest follow in the next call). 0 starts one close per
+    /// call.
     #[arg(long, default_value_t = 20)]
     pub samba_close_budget_secs: u64,
     /// Seconds one Samba tool run (smbstatus, net, testparm) may take.
@@ -50,7 +51,7 @@ impl SambaArgs {
         config.rpc_host = self.samba_rpc_host.clone();
         config.close_batch = close_batch.max(1);
         config.close_parallelism = self.samba_close_parallelism.max(1);
-        config.close_time_budget = Duration::from_secs(self.samba_close_budget_secs.max(1));
+        config.close_time_budget = Duration::from_secs(self.samba_close_budget_secs);
         config.tool_timeout = Duration::from_secs(self.samba_tool_timeout_secs.max(1));
         Ok(config)
     }
