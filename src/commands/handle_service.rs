@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::ExitCode;
+use super::samba_args::SambaArgs;
 use share_hygiene::auth::AccountKey;
 use share_hygiene::handles::memory::{DEFAULT_CLOSE_BATCH, MemoryStore, Seed};
-use share_hygiene::handles::samba::{SambaArgs, SambaStore};
+use share_hygiene::handles::samba::SambaStore;
 use share_hygiene::server::{HandleServer, ServerConfig};
 
 /// `handle-service` options.

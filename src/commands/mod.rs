@@ -5,6 +5,7 @@ pub mod controller;
 pub mod crd;
 pub mod handle_service;
 pub mod handles;
+pub mod samba_args;
 pub mod sweep;
 
 use share_hygiene::handles::{Error as HandleError, ErrorCategory};

@@ -18,7 +18,6 @@
 //! [`MarkerCodec`], exactly like the memory store. Force Close closes one open per
 //! NetFileClose, only when its fid is unique among live opens (see [`close`]).
 
-mod cli;
 mod close;
 mod credentials;
 #[cfg(test)]
@@ -44,7 +43,6 @@ use crate::protocol::{
     StorageError, Target,
 };
 
-pub use cli::SambaArgs;
 pub use credentials::{Credentials, CredentialsError};
 pub use handle_id::{
     DISCONNECTED as DISCONNECTED_HANDLE_BIT, is_disconnected as is_disconnected_handle,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Credentials, CredentialsError, SambaConfig};
+use share_hygiene::handles::samba::{Credentials, CredentialsError, SambaConfig};
 
 /// Environment variable with the RPC user (`DOMAIN\user` or `user`), used when no
 /// credentials file is given.
