@@ -12,6 +12,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::fold;
+
 /// A path glob.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PathGlob {
@@ -93,15 +95,6 @@ fn match_segments(pattern: &[String], path: &[&str]) -> bool {
         }
     }
     pattern[p..].iter().all(|seg| seg == "**")
-}
-
-/// `s` lowercased, borrowed when it has no uppercase letter.
-pub fn fold(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.chars().any(char::is_uppercase) {
-        std::borrow::Cow::Owned(s.to_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
 }
 
 /// `*` (any run) and `?` (one character) over bytes of UTF-8 (callers fold case first); `?`

@@ -1,4 +1,5 @@
-//! Small text helpers shared by messages that have a size limit (status, Events, logs).
+//! Small text helpers: messages with a size limit (status, Events, logs) and names compared
+//! case-insensitively.
 
 /// `s` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
 pub fn truncate(s: &str, max: usize) -> String {
@@ -10,6 +11,16 @@ pub fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// `s` lowercased, borrowed when it has no uppercase letter: names as Azure Files and SMB
+/// compare them.
+pub fn fold(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(s.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! with filters, a dry run, paging that scales, and useful exit codes.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,8 +10,8 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::ExitCode;
 use super::connect::{CredentialArgs, client_for};
+use super::{ExitCode, table};
 use share_hygiene::duration::HumanDuration;
 use share_hygiene::glob::NameGlob;
 use share_hygiene::handles::client::ClientOptions;
@@ -314,7 +313,6 @@ pub fn table(handles: &[Handle], now: Timestamp) -> String {
         .map(str::to_owned),
     ];
     for h in handles {
-        let held = now.duration_since(h.held_since()).unsigned_abs();
         rows.push([
             h.handle_id.to_string(),
             if h.path.is_empty() {
@@ -324,24 +322,12 @@ pub fn table(handles: &[Handle], now: Timestamp) -> String {
             },
             h.client_ip.clone(),
             h.client_name.clone().unwrap_or_else(|| "-".into()),
-            HumanDuration(Duration::from_secs(held.as_secs())).to_string(),
+            table::held(now, h.held_since()),
             h.access_rights
                 .map_or_else(|| "-".into(), |r| r.names().collect::<Vec<_>>().join(",")),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = table::render(&rows, "");
     out.push_str(&format!("{} handle(s)\n", handles.len()));
     out
 }

@@ -7,6 +7,7 @@ pub mod handle_service;
 pub mod handles;
 pub mod samba_args;
 pub mod sweep;
+pub mod table;
 
 use share_hygiene::handles::{Error as HandleError, ErrorCategory};
 

@@ -13,18 +13,19 @@ use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::ExitCode;
 use super::connect::CredentialArgs;
 use super::handle_service::load_seed;
+use super::{ExitCode, table};
 use share_hygiene::api::{HandlePolicy, Mode};
 use share_hygiene::auth::{AccountKey, Credential, credential_from_keys};
-use share_hygiene::duration::HumanDuration;
 use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
 use share_hygiene::handles::memory::DEFAULT_CLOSE_BATCH;
 use share_hygiene::handles::{Error as HandleError, HandleService};
 use share_hygiene::policy::{ClusterFacts, OrphanLedger, Policy, compile};
 use share_hygiene::server::{HandleServer, RunningServer, ServerConfig};
-use share_hygiene::sweep::{Outcome, Progress, SweepInput, SweepOptions, SweepReport, sweep};
+use share_hygiene::sweep::{
+    Outcome, Progress, SweepInput, SweepOptions, SweepReport, format_counts, sweep,
+};
 
 /// The account the embedded service poses as.
 const EMBEDDED_ACCOUNT: &str = "embedded";
@@ -296,23 +297,6 @@ impl Progress for StderrProgress {
     }
 }
 
-fn counts(map: &BTreeMap<&'static str, u64>) -> String {
-    if map.is_empty() {
-        return "none".into();
-    }
-    map.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn held(now: Timestamp, since: Timestamp) -> String {
-    HumanDuration(Duration::from_secs(
-        now.duration_since(since).unsigned_abs().as_secs(),
-    ))
-    .to_string()
-}
-
 /// The human report: what was seen per share, every decision, wildcards, and the summary.
 pub fn render(name: &str, policy: &Policy, r: &SweepReport, now: Timestamp) -> String {
     let mut out = String::new();
@@ -340,8 +324,8 @@ pub fn render(name: &str, policy: &Policy, r: &SweepReport, now: Timestamp) -> S
                     "  {}: {} handle(s); kept: {}; condemned: {}\n",
                     s.share,
                     s.seen,
-                    counts(&s.kept),
-                    counts(&s.condemned)
+                    format_counts(&s.kept),
+                    format_counts(&s.condemned)
                 );
                 if let Some(h) = &s.hottest {
                     out += &format!(
@@ -382,7 +366,7 @@ pub fn render(name: &str, policy: &Policy, r: &SweepReport, now: Timestamp) -> S
                 },
                 d.client_ip.clone(),
                 d.client_name.clone().unwrap_or_else(|| "-".into()),
-                held(now, d.held_since),
+                table::held(now, d.held_since),
                 d.reason.as_str().into(),
                 d.outcome.as_str().into(),
             ];
@@ -403,22 +387,7 @@ pub fn render(name: &str, policy: &Policy, r: &SweepReport, now: Timestamp) -> S
             let [share, path, client, name, held, reason, outcome] = k;
             rows.push([share, ids, path, client, name, held, reason, outcome]);
         }
-        let widths: Vec<usize> = (0..8)
-            .map(|c| {
-                rows.iter()
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out += &format!("  {}\n", cells.join("  ").trim_end());
-        }
+        out += &table::render(&rows, "  ");
     }
     if !r.wildcards.is_empty() {
         out += "\nWILDCARD CLOSES (a rename guard condemns the whole subtree; nothing under it is protected)\n";
@@ -452,11 +421,11 @@ pub fn render(name: &str, policy: &Policy, r: &SweepReport, now: Timestamp) -> S
         "\nSUMMARY: seen {}, condemned {} ({}), closed {}, failed {}, gone {}, not closed: {}{} in {:.2}s (limits: {} closes per sweep, safety valve {}%)\n",
         r.seen(),
         r.condemned().values().sum::<u64>(),
-        counts(&r.condemned()),
+        format_counts(&r.condemned()),
         r.closed(),
         r.failed(),
         r.shares.iter().map(|s| s.gone).sum::<u64>(),
-        counts(&r.not_closed()),
+        format_counts(&r.not_closed()),
         if would > 0 {
             format!("; {would} would close in enforce mode")
         } else {

@@ -5,7 +5,7 @@
 use kube::runtime::events::{Event, EventType};
 
 use crate::api::{CONDITION_READY, HandlePolicyStatus, Mode};
-use crate::sweep::{Outcome, SweepReport};
+use crate::sweep::{Outcome, SweepReport, format_counts};
 use crate::text::truncate;
 
 /// How many paths an Event names.
@@ -29,13 +29,6 @@ fn ready(status: &HandlePolicyStatus) -> Option<(&str, &str)> {
         .iter()
         .find(|c| c.type_ == CONDITION_READY)
         .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
-
-fn counts(map: &std::collections::BTreeMap<&'static str, u64>) -> String {
-    map.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The Events for one sweep, given the status before and after it.
@@ -95,7 +88,7 @@ pub fn for_sweep(
             "ForceClose",
             format!(
                 "closed {closed} handle(s) ({}); {} failed; paths: {paths}",
-                counts(&by_reason),
+                format_counts(&by_reason),
                 report.failed()
             ),
         ));
@@ -114,7 +107,7 @@ pub fn for_sweep(
                 "DryRun",
                 format!(
                     "dry run: {would} handle(s) would close ({}); paths: {paths}",
-                    counts(&report.condemned())
+                    format_counts(&report.condemned())
                 ),
             ));
         }

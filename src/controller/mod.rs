@@ -31,7 +31,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 
 pub use error::Error;
-pub use events::for_sweep as sweep_events;
 pub use facts::{FactsSource, ReflectedFacts, StaticFacts, facts_of};
 pub use leader::{AlwaysLeader, Leadership, LeaseLeader, LeaseSettings, NeverLeader};
 pub use reconcile::{
@@ -303,9 +302,4 @@ fn referencing(
         })
         .map(|guard| ObjectRef::from_obj(guard.as_ref()))
         .collect()
-}
-
-/// The default client options of the controller.
-pub fn default_client_options() -> ClientOptions {
-    ClientOptions::default()
 }

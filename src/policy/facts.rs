@@ -36,11 +36,6 @@ impl ClusterFacts {
                 .as_deref()
                 .is_some_and(|n| self.names.contains(&n.to_ascii_lowercase()))
     }
-
-    /// How many addresses and names it holds.
-    pub fn len(&self) -> (usize, usize) {
-        (self.ips.len(), self.names.len())
-    }
 }
 
 /// The key a client is remembered by: its address, else its name, else the raw field.

@@ -33,7 +33,7 @@ use crate::protocol::{
     CloseRequest, ErrorCode, ListRequest, ServiceVersion, StorageError, Target, encode_list,
 };
 
-pub use request::{ADMIN_SEGMENT, Route};
+use request::Route;
 use respond::Echo;
 pub use respond::{Body, SERVER};
 
@@ -509,18 +509,16 @@ fn operation_label(uri: &http::Uri) -> &'static str {
 }
 
 fn auth_error(e: auth::AuthError) -> StorageError {
-    let status = 403;
-    let message = match e.kind {
-        auth::AuthErrorKind::Authentication => {
-            return StorageError::authentication_failed(e.detail);
-        }
-        auth::AuthErrorKind::PermissionMismatch => {
-            return StorageError::permission_mismatch(e.detail);
-        }
-        _ => "This request is not authorized to perform this operation.",
-    };
-    StorageError::new(status, ErrorCode::Other(e.kind.code().to_owned()), message)
-        .with_detail("AuthenticationErrorDetail", e.detail)
+    match e.kind {
+        auth::AuthErrorKind::Authentication => StorageError::authentication_failed(e.detail),
+        auth::AuthErrorKind::PermissionMismatch => StorageError::permission_mismatch(e.detail),
+        kind => StorageError::new(
+            403,
+            ErrorCode::Other(kind.code().to_owned()),
+            "This request is not authorized to perform this operation.",
+        )
+        .with_detail("AuthenticationErrorDetail", e.detail),
+    }
 }
 
 fn store_error(e: handles::Error) -> StorageError {

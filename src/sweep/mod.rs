@@ -19,6 +19,7 @@ use jiff::Timestamp;
 
 pub use report::{
     Decision, HotPath, NotClosed, Outcome, ShareFailure, ShareReport, SweepReport, WildcardReport,
+    format_counts,
 };
 
 use crate::handles::{Error, HandleService};
@@ -213,38 +214,23 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         for (&i, outcome) in by_id.iter().zip(acted.outcomes) {
             outcomes[i] = outcome;
         }
-        for (&w, result) in wild.iter().zip(acted.wildcards) {
-            match result {
-                Some(run) => {
-                    let (closed, failed) = (run.closed, run.failed);
-                    wildcards[w].closed = closed;
-                    wildcards[w].failed = failed;
-                    settle_wildcard_members(
-                        &mut outcomes,
-                        &close_plan.dispositions,
-                        &condemned,
-                        w,
-                        &run,
-                    );
-                    bump(
-                        &mut shares[s].closed,
-                        crate::policy::Reason::RenameBlocking.as_str(),
-                        closed,
-                    );
-                    if failed > 0 {
-                        bump(
-                            &mut shares[s].failed,
-                            crate::policy::Reason::RenameBlocking.as_str(),
-                            failed,
-                        );
-                    }
+        for (&w, run) in wild.iter().zip(acted.wildcards) {
+            settle_wildcard_members(
+                &mut outcomes,
+                &close_plan.dispositions,
+                &condemned,
+                w,
+                run.as_ref(),
+                (input.stop)(),
+            );
+            if let Some(run) = run {
+                wildcards[w].closed = run.closed;
+                wildcards[w].failed = run.failed;
+                let reason = crate::policy::Reason::RenameBlocking.as_str();
+                bump(&mut shares[s].closed, reason, run.closed);
+                if run.failed > 0 {
+                    bump(&mut shares[s].failed, reason, run.failed);
                 }
-                None => mark_wildcard_not_run(
-                    &mut outcomes,
-                    &close_plan.dispositions,
-                    w,
-                    (input.stop)(),
-                ),
             }
         }
         if let Some(e) = acted.error {
@@ -327,43 +313,28 @@ async fn observe_share(
     }
 }
 
-/// The outcome of each member of wildcard `w` after it ran: closed unless still open; a member
-/// still open is `Failed` (the service refused it) or, after an error, not closed because of
-/// the share error; when that cannot be checked, every member is reported not closed.
+/// The outcome of each member of wildcard `w`. After it ran: closed unless still open; a
+/// member still open is `Failed` (the service refused it) or, after an error, not closed
+/// because of the share error; when that cannot be checked, not closed either. When it did
+/// not run (`None`): not closed, because the sweep was stopped or the share had failed.
 fn settle_wildcard_members(
     outcomes: &mut [Outcome],
     dispositions: &[Disposition],
     condemned: &[crate::policy::Condemned],
     w: usize,
-    run: &act::WildcardRun,
+    run: Option<&act::WildcardRun>,
+    stopped: bool,
 ) {
     for ((o, d), c) in outcomes.iter_mut().zip(dispositions).zip(condemned) {
         if *d != Disposition::Wildcard(w) {
             continue;
         }
-        *o = match &run.still_open {
-            Some(open) if !open.contains(&c.id) => Outcome::ClosedByWildcard,
-            Some(_) if !run.errored => Outcome::Failed,
+        *o = match run.map(|r| (&r.still_open, r.errored)) {
+            Some((Some(open), _)) if !open.contains(&c.id) => Outcome::ClosedByWildcard,
+            Some((Some(_), false)) => Outcome::Failed,
+            None if stopped => Outcome::NotClosed(NotClosed::Interrupted),
             _ => Outcome::NotClosed(NotClosed::ShareError),
         };
-    }
-}
-
-fn mark_wildcard_not_run(
-    outcomes: &mut [Outcome],
-    dispositions: &[Disposition],
-    w: usize,
-    stopped: bool,
-) {
-    let cause = if stopped {
-        NotClosed::Interrupted
-    } else {
-        NotClosed::ShareError
-    };
-    for (o, d) in outcomes.iter_mut().zip(dispositions) {
-        if *d == Disposition::Wildcard(w) {
-            *o = Outcome::NotClosed(cause);
-        }
     }
 }
 

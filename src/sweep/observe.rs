@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use futures::TryStreamExt;
 use jiff::Timestamp;
 
-use super::report::{HotPath, bump, keep_label};
+use super::report::{HotPath, bump};
 use crate::handles::{Error, HandleService, pages};
 use crate::policy::{
     ClusterFacts, Condemned, Facts, GuardStat, OrphanLedger, Rules, ShareScope, Verdict, classify,
@@ -118,7 +118,7 @@ fn record(
     }
     match classify(&h, c.rules, facts, c.now) {
         Verdict::Keep(k) => {
-            bump(&mut obs.kept, keep_label(k), 1);
+            bump(&mut obs.kept, k.as_str(), 1);
             for g in obs
                 .guards
                 .iter_mut()

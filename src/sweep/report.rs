@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::api::Mode;
 use crate::handles::ErrorCategory;
-use crate::policy::{Keep, OrphanLedger, Reason, SkipCause, ValveTrip};
+use crate::policy::{OrphanLedger, Reason, SkipCause, ValveTrip};
 use crate::protocol::HandleId;
 
 /// Why a condemned handle was not closed.
@@ -280,12 +280,18 @@ fn sum_maps<'a>(
     out
 }
 
+/// Counts as `Key n, Key n` (in key order), or `none`.
+pub fn format_counts(map: &BTreeMap<&'static str, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Adds one to a counter map.
 pub(super) fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str, by: u64) {
     *map.entry(key).or_default() += by;
-}
-
-/// The label of a keep reason.
-pub(super) fn keep_label(k: Keep) -> &'static str {
-    k.as_str()
 }

@@ -98,15 +98,6 @@ impl Seed {
         serde_saphyr::from_str(text).map_err(|e| SeedError::Parse(e.to_string()))
     }
 
-    /// The number of handles the seed opens.
-    pub fn handle_count(&self) -> u64 {
-        self.shares
-            .iter()
-            .flat_map(|s| &s.handles)
-            .map(|h| u64::from(h.count.unwrap_or(1)))
-            .sum()
-    }
-
     /// Creates the seed's shares, nodes and handles in `store`, ages measured from `now`.
     pub fn apply(&self, store: &MemoryStore, now: Timestamp) -> Result<(), SeedError> {
         for (i, share) in self.shares.iter().enumerate() {

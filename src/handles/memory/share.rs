@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::protocol::{AccessRights, Handle, HandleId, StorageError};
+use crate::text::fold;
 
 /// Index of a node in [`Share::nodes`]; the root directory is node 0.
 pub(super) type NodeIx = u32;
@@ -262,15 +263,6 @@ impl Share {
     pub fn node_counts(&self) -> (usize, usize) {
         let dirs = self.nodes.iter().skip(1).filter(|n| n.is_dir()).count();
         (dirs, self.nodes.len() - 1 - dirs)
-    }
-}
-
-/// A name as compared: Unicode lowercase, allocated only when it has uppercase.
-fn fold(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.chars().any(char::is_uppercase) {
-        std::borrow::Cow::Owned(name.to_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(name)
     }
 }
 
