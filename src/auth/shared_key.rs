@@ -103,9 +103,14 @@ fn signature_matches(key: &AccountKey, string_to_sign: &str, signature: &[u8]) -
 
 /// Verifies a `SharedKey` `Authorization` header for `account` and `key` at time `now`.
 ///
-/// Accepts the canonicalized resource `/{account}{raw path}` (what SDKs sign, host-style or
-/// path-style) and, for path-style requests, the single-account form hand-written clients use.
-/// With `debug`, a signature mismatch reports the server's string-to-sign.
+/// The signature must cover exactly one canonicalized resource: `/{account}{raw path}`, what
+/// every SDK signs, host-style or path-style (for path-style endpoints the doubled
+/// `/{account}/{account}/{share}/...`). No other form is tried: accepting a second one would let
+/// a signature made for one path reach the resource of another (`/demo/projects/x`, signed as
+/// `/demo/demo/projects/x`, would also authorize the path `/demo/demo/projects/x` read as the
+/// single-account form). The caller routes the raw path by the service's one addressing style,
+/// so the signed path names one resource. With `debug`, a signature mismatch reports the
+/// server's string-to-sign.
 pub fn verify_shared_key(
     req: &RequestView<'_>,
     account: &str,
@@ -132,18 +137,8 @@ pub fn verify_shared_key(
     };
     check_request_date(req, now)?;
 
-    let mut candidates = vec![shared_key_string_to_sign(req, account, req.raw_path)];
-    let single = req
-        .raw_path
-        .strip_prefix('/')
-        .and_then(|p| p.strip_prefix(account));
-    if let Some(rest) = single.filter(|r| r.is_empty() || r.starts_with('/')) {
-        candidates.push(shared_key_string_to_sign(req, account, rest));
-    }
-    if candidates
-        .iter()
-        .any(|sts| signature_matches(key, sts, &signature_bytes))
-    {
+    let string_to_sign = shared_key_string_to_sign(req, account, req.raw_path);
+    if signature_matches(key, &string_to_sign, &signature_bytes) {
         return Ok(());
     }
     let mut detail = format!(
@@ -151,8 +146,7 @@ pub fn verify_shared_key(
     );
     if debug {
         detail.push_str(&format!(
-            " Server used following string to sign: '{}'.",
-            candidates[0]
+            " Server used following string to sign: '{string_to_sign}'."
         ));
     }
     Err(AuthError::authentication(detail))

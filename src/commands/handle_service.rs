@@ -12,7 +12,7 @@ use super::samba_args::SambaArgs;
 use share_hygiene::auth::AccountKey;
 use share_hygiene::handles::memory::{DEFAULT_CLOSE_BATCH, MemoryStore, Seed};
 use share_hygiene::handles::samba::SambaStore;
-use share_hygiene::server::{HandleServer, ServerConfig};
+use share_hygiene::server::{Addressing, HandleServer, ServerConfig};
 
 /// `handle-service` options.
 #[derive(Args)]
@@ -26,6 +26,11 @@ pub struct HandleServiceArgs {
     /// The storage account name the service poses as.
     #[arg(long, default_value = "devstoreaccount1")]
     account: String,
+    /// Serve host-style (`http://ACCOUNT.example/SHARE/...`) for this host name instead of
+    /// path-style (`http://HOST:PORT/ACCOUNT/SHARE/...`); repeat for more names. Requests naming
+    /// any other host are refused. Its first label must be the account.
+    #[arg(long = "host-name", value_name = "NAME")]
+    host_names: Vec<String>,
     /// The account key (base64). Prefer the environment variable: arguments show in `ps`.
     /// Without one, a random key is generated and printed.
     #[arg(long, env = "SHARE_HYGIENE_ACCOUNT_KEY", hide_env_values = true)]
@@ -66,6 +71,11 @@ pub fn load_seed(path: &Path, close_batch: usize) -> Result<MemoryStore> {
 pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
     let mut config = ServerConfig::new(&args.account, account_key(args.key.as_deref())?);
     config.debug_auth = args.debug_auth;
+    if !args.host_names.is_empty() {
+        config.addressing =
+            Addressing::host_style(&args.host_names, &args.account).context("--host-name")?;
+    }
+    let addressing = config.addressing.clone();
     let (server, description) = match args.backend {
         Backend::Memory => {
             let store = match &args.seed {
@@ -103,7 +113,11 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
         .spawn(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(addr = %running.addr, account = %args.account, "handle service ready over the {description}: http://{}/{}", running.addr, args.account);
+    let endpoint = match addressing {
+        Addressing::PathStyle => format!("path-style at http://{}/{}", running.addr, args.account),
+        Addressing::HostStyle(names) => format!("host-style at http://{}", names.join(", http://")),
+    };
+    tracing::info!(addr = %running.addr, account = %args.account, "handle service ready over the {description}, {endpoint}");
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;

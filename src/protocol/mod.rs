@@ -15,7 +15,7 @@ pub use handle::{
     AccessRights, Handle, HandleId, HandleSelector, InvalidHandleSelector, parse_client_ip,
 };
 pub use time::{format_rfc1123, parse_rfc1123, write_rfc1123};
-pub use version::{InvalidVersion, ServiceVersion};
+pub use version::{InvalidVersion, ServiceVersion, VersionSupport};
 pub use xml::{XmlError, decode_error, decode_list, encode_handle, encode_list};
 
 use std::fmt;

@@ -1,10 +1,12 @@
 //! The embedded handle service: List Handles and Force Close Handles over HTTP, exactly as
 //! Azure Files serves them, in front of any [`HandleService`].
 //!
-//! One request goes: route (path-style `/{account}/{share}/...` or host-style), check the
-//! version and parameters, authenticate (Shared Key or SAS), call the store, and encode the
-//! answer. Anything malformed gets the 4xx the real service would send, never a panic or a 500.
+//! One request goes: route (path-style `/{account}/{share}/...` or host-style, as the service
+//! is configured: see [`Addressing`]), check the version and parameters, authenticate (Shared
+//! Key or SAS), call the store, and encode the answer. Anything malformed gets the 4xx the real
+//! service would send, never a panic or a 500.
 
+mod addressing;
 mod admin;
 mod request;
 mod respond;
@@ -33,7 +35,8 @@ use crate::protocol::{
     CloseRequest, ErrorCode, ListRequest, ServiceVersion, StorageError, Target, encode_list,
 };
 
-use request::Route;
+pub use addressing::{Addressing, InvalidHostName};
+use addressing::{RequestHosts, Route};
 use respond::Echo;
 pub use respond::{Body, SERVER};
 
@@ -44,6 +47,10 @@ pub struct ServerConfig {
     pub account: String,
     /// The account key requests are signed with.
     pub key: AccountKey,
+    /// How requests name the account and share: path-style (the default) or host-style for
+    /// the configured host names. One service serves one style, so that a signed path reaches
+    /// exactly one resource.
+    pub addressing: Addressing,
     /// Put the server's string-to-sign in `AuthenticationErrorDetail` (never in production:
     /// it helps a client author find a signing bug).
     pub debug_auth: bool,
@@ -54,11 +61,13 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults for `account` and `key`: 64 KiB bodies, 64 KiB heads, no auth debugging.
+    /// Defaults for `account` and `key`: path-style, 64 KiB bodies, 64 KiB heads, no auth
+    /// debugging.
     pub fn new(account: impl Into<String>, key: AccountKey) -> Self {
         Self {
             account: account.into(),
             key,
+            addressing: Addressing::PathStyle,
             debug_auth: false,
             max_body_bytes: 64 * 1024,
             max_head_bytes: 64 * 1024,
@@ -296,18 +305,29 @@ impl HandleServer {
                 "The query parameter is not percent-encoded UTF-8.",
             )
         })?;
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host());
+        request::check_unique_query(&query)?;
+        let mut host_headers = parts.headers.get_all(http::header::HOST).iter();
+        let hosts = RequestHosts {
+            header: match (host_headers.next(), host_headers.next()) {
+                (None, _) => None,
+                (Some(h), None) => Some(h.to_str().map_err(|_| ())),
+                (Some(_), Some(_)) => Some(Err(())),
+            },
+            target: parts.uri.host(),
+        };
         let view = RequestView {
             method: parts.method.as_str(),
             raw_path,
             query: &query,
             headers: &parts.headers,
         };
-        match request::route(raw_path, host, &self.config.account)? {
+        let route = addressing::route(
+            raw_path,
+            hosts,
+            &self.config.account,
+            &self.config.addressing,
+        )?;
+        match route {
             Route::Admin(segments) => {
                 let Some(store) = &self.admin else {
                     return Err(StorageError::new(

@@ -1,79 +1,30 @@
-//! Reading a request: where it goes (path-style or host-style, handles or admin) and its
-//! parameters, each refused with the right 4xx when malformed.
+//! Reading a request's parameters, each refused with the right 4xx when malformed.
 
 use http::HeaderMap;
-use percent_encoding::percent_decode_str;
 
-use crate::protocol::{HandleSelector, MAX_RESULTS_LIMIT, Marker, ServiceVersion, StorageError};
+use crate::protocol::{
+    HandleSelector, MAX_RESULTS_LIMIT, Marker, ServiceVersion, StorageError, VersionSupport,
+};
 
-/// The path prefix of the admin endpoint. Account and share names cannot contain `_`, so it
-/// cannot collide with either.
-pub const ADMIN_SEGMENT: &str = "_admin";
-
-/// Where a request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// The handle APIs on a share, directory or file.
-    Handles {
-        /// The share.
-        share: String,
-        /// The decoded path below the share, `/`-separated.
-        path: String,
-    },
-    /// The admin endpoint; the decoded segments after `_admin`.
-    Admin(Vec<String>),
-}
-
-/// Routes a request path. Host-style when the `Host` starts with `{account}.`; otherwise
-/// path-style, whose first segment must be the account.
-pub fn route(raw_path: &str, host: Option<&str>, account: &str) -> Result<Route, StorageError> {
-    let mut segments = Vec::new();
-    for raw in raw_path.split('/').filter(|s| !s.is_empty()) {
-        let seg = percent_decode_str(raw).decode_utf8().map_err(|_| {
-            StorageError::new(
-                400,
-                crate::protocol::ErrorCode::InvalidUri,
-                format!(
-                    "The request URI is invalid: path segment {raw:?} is not percent-encoded UTF-8."
-                ),
-            )
-        })?;
-        segments.push(seg.into_owned());
-    }
-    let host_style = host
-        .map(|h| h.split(':').next().unwrap_or(h))
-        .and_then(|h| h.split_once('.'))
-        .is_some_and(|(first, _)| first == account);
-    if !host_style {
-        if segments.first().map(String::as_str) != Some(account) {
-            return Err(StorageError::new(
-                400,
-                crate::protocol::ErrorCode::InvalidUri,
-                format!(
-                    "The request URI is invalid: path-style requests start with /{account}/ (this service serves account {account:?})."
-                ),
-            ));
-        }
-        segments.remove(0);
-    }
-    let mut rest = segments.into_iter();
-    match rest.next() {
-        Some(first) if first == ADMIN_SEGMENT => Ok(Route::Admin(rest.collect())),
-        Some(share) => Ok(Route::Handles {
-            share,
-            path: rest.collect::<Vec<_>>().join("/"),
-        }),
-        None => Err(StorageError::new(
-            400,
-            crate::protocol::ErrorCode::InvalidUri,
-            "The request URI is invalid: it names no share.",
-        )),
-    }
-}
-
-/// A header's value as text, or a 400 naming it when it is not visible ASCII.
+/// A header's value as text, or a 400 naming it when it is not visible ASCII or is repeated
+/// (a signature covers the repeated values joined by commas, which the service would not read
+/// the way it was signed).
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, StorageError> {
-    match headers.get(name) {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        let joined: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        return Err(StorageError::invalid_header(
+            name,
+            &joined.join(","),
+            "The header is sent more than once; send it once.",
+        ));
+    }
+    match first {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
             StorageError::invalid_header(
@@ -85,7 +36,8 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
     }
 }
 
-/// `x-ms-version`: required, `YYYY-MM-DD`, 2018-11-09 or later.
+/// `x-ms-version`: required; a published service version from 2018-11-09 on, or one newer
+/// than every version this build knows (see [`VersionSupport`]).
 pub fn version(headers: &HeaderMap) -> Result<ServiceVersion, StorageError> {
     let Some(raw) = header(headers, "x-ms-version")? else {
         return Err(StorageError::missing_header("x-ms-version"));
@@ -93,14 +45,37 @@ pub fn version(headers: &HeaderMap) -> Result<ServiceVersion, StorageError> {
     let v: ServiceVersion = raw.parse().map_err(|e: crate::protocol::InvalidVersion| {
         StorageError::invalid_header("x-ms-version", raw, &e.to_string())
     })?;
-    if v < ServiceVersion::V2018_11_09 {
-        return Err(StorageError::invalid_header(
+    match v.support() {
+        VersionSupport::Published | VersionSupport::Newer => Ok(v),
+        VersionSupport::TooOld => Err(StorageError::invalid_header(
             "x-ms-version",
             raw,
             "List Handles and Force Close Handles exist from version 2018-11-09 on.",
-        ));
+        )),
+        VersionSupport::Unpublished => Err(StorageError::invalid_header(
+            "x-ms-version",
+            raw,
+            "This is not a published service version.",
+        )),
     }
-    Ok(v)
+}
+
+/// Refuses a query that names a parameter twice (names compare case-insensitively): a Shared
+/// Key signature covers the values sorted, so their order, which decides the one the service
+/// reads, is not signed.
+pub fn check_unique_query(q: &[(String, String)]) -> Result<(), StorageError> {
+    for (i, (name, _)) in q.iter().enumerate() {
+        if q[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            // The value is left out: it may be a SAS signature.
+            return Err(StorageError::new(
+                400,
+                crate::protocol::ErrorCode::InvalidQueryParameterValue,
+                "Value for one of the query parameters specified in the request URI is invalid. The query parameter is sent more than once; send it once.",
+            )
+            .with_detail("QueryParameterName", name));
+        }
+    }
+    Ok(())
 }
 
 /// A boolean header (`true`/`false`, any case), `None` when absent.
@@ -188,38 +163,53 @@ mod tests {
     }
 
     #[test]
-    fn routes_path_and_host_style() {
-        assert_eq!(
-            route(
-                "/acct/share/dir%201/f%C3%A9.txt",
-                Some("127.0.0.1:1"),
-                "acct"
-            )
-            .unwrap(),
-            Route::Handles {
-                share: "share".into(),
-                path: "dir 1/fé.txt".into()
-            }
-        );
-        assert_eq!(
-            route("/share", Some("acct.file.core.windows.net"), "acct").unwrap(),
-            Route::Handles {
-                share: "share".into(),
-                path: String::new()
-            }
-        );
-        assert_eq!(
-            route("/acct/_admin/x", None, "acct").unwrap(),
-            Route::Admin(vec!["x".into()])
-        );
-        for bad in ["/other/share", "/acct", "/acct/share/%FF"] {
-            let err = route(bad, None, "acct").unwrap_err();
+    fn versions_published_or_newer() {
+        let mut h = HeaderMap::new();
+        for ok in [
+            "2018-11-09",
+            "2019-02-02",
+            "2025-11-05",
+            "2026-10-06",
+            "2031-01-01",
+        ] {
+            h.insert("x-ms-version", ok.parse().unwrap());
+            assert_eq!(version(&h).unwrap().to_string(), ok);
+        }
+        for bad in [
+            "2025-02-30",
+            "2025-11-06",
+            "2018-03-28",
+            "yesterday",
+            "2025-1-05",
+        ] {
+            h.insert("x-ms-version", bad.parse().unwrap());
+            let err = version(&h).unwrap_err();
             assert_eq!(
                 (err.status, err.code.as_str()),
-                (400, "InvalidUri"),
+                (400, "InvalidHeaderValue"),
                 "{bad}"
             );
+            assert_eq!(err.detail("HeaderName"), Some("x-ms-version"));
+            assert_eq!(err.detail("HeaderValue"), Some(bad));
         }
+        h.remove("x-ms-version");
+        assert_eq!(
+            version(&h).unwrap_err().code.as_str(),
+            "MissingRequiredHeader"
+        );
+    }
+
+    #[test]
+    fn repeated_headers_and_parameters_are_refused() {
+        let mut h = HeaderMap::new();
+        h.append("x-ms-handle-id", "*".parse().unwrap());
+        assert_eq!(header(&h, "x-ms-handle-id").unwrap(), Some("*"));
+        h.append("x-ms-handle-id", "5".parse().unwrap());
+        let err = header(&h, "x-ms-handle-id").unwrap_err();
+        assert_eq!(err.detail("HeaderValue"), Some("*,5"));
+        assert!(check_unique_query(&q("comp=listhandles&marker=a")).is_ok());
+        let err = check_unique_query(&q("marker=a&comp=listhandles&MARKER=b")).unwrap_err();
+        assert_eq!(err.detail("QueryParameterName"), Some("MARKER"));
     }
 
     #[test]
