@@ -16,16 +16,22 @@ from sdk_harness import SHARE, HandleService
 
 @pytest.fixture
 def start_service(tmp_path) -> Callable[..., HandleService]:
-    """A factory: `start_service(shares=[...], close_batch=N)` starts a seeded service."""
+    """A factory: `start_service(shares=[...], close_batch=N, host_name=NAME)` starts a
+    seeded service (host-style for `host_name`)."""
     started: list[HandleService] = []
 
-    def start(shares: list[dict] | None = None, close_batch: int | None = None) -> HandleService:
+    def start(
+        shares: list[dict] | None = None,
+        close_batch: int | None = None,
+        host_name: str | None = None,
+    ) -> HandleService:
         workdir = tmp_path / f"service{len(started)}"
         workdir.mkdir()
         svc = HandleService(
             workdir,
             shares if shares is not None else [{"name": SHARE}],
             close_batch=close_batch,
+            host_name=host_name,
         )
         started.append(svc)
         return svc.start()

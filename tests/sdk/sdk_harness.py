@@ -102,8 +102,11 @@ class HandleService:
         shares: list[dict],
         close_batch: int | None = None,
         key: str = KEY,
+        host_name: str | None = None,
     ) -> None:
+        """`host_name` serves host-style (`--host-name`) instead of path-style."""
         self.workdir = workdir
+        self.host_name = host_name
         self.key = key
         self.seed_file = workdir / "seed.yaml"
         self.seed_file.write_text(seed_yaml(shares), encoding="utf-8")
@@ -137,6 +140,8 @@ class HandleService:
             ]
             if self.close_batch is not None:
                 args += ["--close-batch", str(self.close_batch)]
+            if self.host_name is not None:
+                args += ["--host-name", self.host_name]
             env = dict(os.environ, SHARE_HYGIENE_ACCOUNT_KEY=self.key, NO_COLOR="1")
             env.setdefault("RUST_LOG", "info")
             with open(self.stderr_file, "wb") as err:
@@ -188,6 +193,10 @@ class HandleService:
 
     @property
     def account_url(self) -> str:
+        """Path-style `http://127.0.0.1:PORT/ACCOUNT`, or host-style `http://HOST_NAME:PORT`
+        (the name must resolve to loopback; see `test_addressing.py`)."""
+        if self.host_name is not None:
+            return f"http://{self.host_name}:{self.port}"
         return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
 
     def share(self, name: str, credential: Any = None, **kwargs: Any) -> ShareClient:
@@ -211,8 +220,9 @@ class HandleService:
         body: Any = None,
         key: str | None = None,
     ) -> AdminResponse:
-        """One signed request to `/{account}/_admin[/{share}[/{path}]]`."""
-        raw_path = f"/{ACCOUNT}/_admin"
+        """One signed request to `/{account}/_admin[/{share}[/{path}]]` (host-style:
+        `/_admin[...]` with the service's host name)."""
+        raw_path = "/_admin" if self.host_name is not None else f"/{ACCOUNT}/_admin"
         if share is not None:
             raw_path += "/" + quote(share, safe="")
         if path:
@@ -224,6 +234,8 @@ class HandleService:
         headers = signed_headers(
             method, ACCOUNT, key or self.key, raw_path, query, headers
         )
+        if self.host_name is not None:
+            headers["Host"] = f"{self.host_name}:{self.port}"
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             target = raw_path + (f"?{query}" if query else "")
