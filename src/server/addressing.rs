@@ -112,11 +112,38 @@ pub enum Route {
 /// request target. Both are unsigned, so they can only ever refuse a request, never reroute it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestHosts<'a> {
-    /// The `Host` header (`None` when absent; `Some(Err(()))` when repeated or not visible
-    /// ASCII).
-    pub header: Option<Result<&'a str, ()>>,
+    /// The `Host` header.
+    pub header: HostHeader<'a>,
     /// The host of an absolute-form request target.
     pub target: Option<&'a str>,
+}
+
+/// A request's `Host` header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostHeader<'a> {
+    /// No `Host` header.
+    #[default]
+    Absent,
+    /// Sent more than once, or not visible ASCII.
+    Unreadable,
+    /// The one value sent.
+    Value(&'a str),
+}
+
+impl<'a> RequestHosts<'a> {
+    /// The hosts `parts` names.
+    pub fn of(parts: &'a http::request::Parts) -> Self {
+        let mut values = parts.headers.get_all(http::header::HOST).iter();
+        let header = match (values.next(), values.next()) {
+            (None, _) => HostHeader::Absent,
+            (Some(v), None) => v.to_str().map_or(HostHeader::Unreadable, HostHeader::Value),
+            (Some(_), Some(_)) => HostHeader::Unreadable,
+        };
+        Self {
+            header,
+            target: parts.uri.host(),
+        }
+    }
 }
 
 /// Routes a request by the service's `addressing`: path-style ignores the hosts; host-style
@@ -200,10 +227,10 @@ fn check_hosts(hosts: RequestHosts<'_>, names: &[String]) -> Result<(), StorageE
         )
     };
     match hosts.header {
-        None => return Err(StorageError::missing_header("Host")),
-        Some(Err(())) => return Err(refused("(repeated or not visible ASCII)")),
-        Some(Ok(h)) if !served(h) => return Err(refused(h)),
-        Some(Ok(_)) => {}
+        HostHeader::Absent => return Err(StorageError::missing_header("Host")),
+        HostHeader::Unreadable => return Err(refused("(repeated or not visible ASCII)")),
+        HostHeader::Value(h) if !served(h) => return Err(refused(h)),
+        HostHeader::Value(_) => {}
     }
     match hosts.target {
         Some(t) if !served(t) => Err(refused(t)),
@@ -235,7 +262,7 @@ mod tests {
 
     fn host(h: &str) -> RequestHosts<'_> {
         RequestHosts {
-            header: Some(Ok(h)),
+            header: HostHeader::Value(h),
             target: None,
         }
     }
@@ -331,7 +358,7 @@ mod tests {
         assert_eq!(err.code.as_str(), "MissingRequiredHeader");
         // An absolute-form target must name a served host too.
         let both = RequestHosts {
-            header: Some(Ok("acct.file.core.windows.net")),
+            header: HostHeader::Value("acct.file.core.windows.net"),
             target: Some("127.0.0.1"),
         };
         assert_eq!(

@@ -306,15 +306,6 @@ impl HandleServer {
             )
         })?;
         request::check_unique_query(&query)?;
-        let mut host_headers = parts.headers.get_all(http::header::HOST).iter();
-        let hosts = RequestHosts {
-            header: match (host_headers.next(), host_headers.next()) {
-                (None, _) => None,
-                (Some(h), None) => Some(h.to_str().map_err(|_| ())),
-                (Some(_), Some(_)) => Some(Err(())),
-            },
-            target: parts.uri.host(),
-        };
         let view = RequestView {
             method: parts.method.as_str(),
             raw_path,
@@ -323,7 +314,7 @@ impl HandleServer {
         };
         let route = addressing::route(
             raw_path,
-            hosts,
+            RequestHosts::of(parts),
             &self.config.account,
             &self.config.addressing,
         )?;
