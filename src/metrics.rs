@@ -5,8 +5,10 @@
 //! and fixed enums (classification, reason, cause, category, operation, status class). Never a
 //! path, a handle id, an address or error text.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -427,42 +429,68 @@ impl ControllerMetrics {
         }
     }
 
-    /// Forgets a deleted policy's series (its shares as last seen), so dashboards do not show
-    /// a policy that no longer exists.
-    pub fn forget_policy(&self, namespace: &str, policy: &str, shares: &[String]) {
-        let classes = [
-            "NotCondemned",
-            "Protected",
-            "OutOfScope",
-            "AccessRights",
-            "Stale",
-            "Orphaned",
-            "RenameBlocking",
-        ];
-        let causes = [
-            "DryRun",
-            "Limit",
-            "SafetyValve",
-            "ShareError",
-            "Interrupted",
-        ];
-        for share in shares {
-            for c in classes {
-                let _ = self
-                    .observed
-                    .remove_label_values(&[namespace, policy, share, c]);
-            }
-            for c in causes {
-                let _ = self
-                    .not_closed
-                    .remove_label_values(&[namespace, policy, share, c]);
-            }
-            for g in [&self.oldest, &self.max_per_path, &self.share_up] {
-                let _ = g.remove_label_values(&[namespace, policy, share]);
+    /// Drops every series of a policy (it was deleted), counters and histograms included, so
+    /// that dashboards and alerts (`ShareHygieneSweepStale`) do not show a policy that no
+    /// longer exists.
+    pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        self.remove_where(|l| {
+            l.get("namespace") == Some(&namespace) && l.get("policy") == Some(&policy)
+        });
+    }
+
+    /// Drops the series of a policy's shares that are not in `shares` (they were removed from
+    /// its spec); the policy's own series stay.
+    pub fn forget_shares_except(&self, namespace: &str, policy: &str, shares: &[&str]) {
+        self.remove_where(|l| {
+            l.get("namespace") == Some(&namespace)
+                && l.get("policy") == Some(&policy)
+                && l.get("share").is_some_and(|s| !shares.contains(s))
+        });
+    }
+
+    /// Removes the series, of every metric labelled by policy, whose labels `drop` selects.
+    fn remove_where(&self, drop: impl Fn(&HashMap<&str, &str>) -> bool) {
+        for vec in [
+            &self.observed,
+            &self.not_closed,
+            &self.oldest,
+            &self.max_per_path,
+            &self.share_up,
+            &self.last_success,
+            &self.interval,
+        ] {
+            remove_series(vec, &drop);
+        }
+        for vec in [
+            &self.closed,
+            &self.close_failed,
+            &self.sweeps,
+            &self.valve_trips,
+            &self.reconcile_errors,
+        ] {
+            remove_series(vec, &drop);
+        }
+        remove_series(&self.sweep_duration, &drop);
+    }
+}
+
+/// Removes the series of `vec` whose labels `drop` selects. The prometheus crate removes only
+/// by a full label set, so the series present are listed first.
+fn remove_series<T: MetricVecBuilder>(
+    vec: &MetricVec<T>,
+    drop: &impl Fn(&HashMap<&str, &str>) -> bool,
+) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if drop(&labels) {
+                let _ = vec.remove(&labels);
             }
         }
-        let _ = self.last_success.remove_label_values(&[namespace, policy]);
-        let _ = self.interval.remove_label_values(&[namespace, policy]);
     }
 }
 
