@@ -591,13 +591,30 @@ async fn check_dashboard(prom: &Prometheus, range: Duration) -> Vec<PanelResult>
 // The test
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_and_dashboard_on_a_live_prometheus() {
+/// How long any one wait may take.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What the phases share. Dropping it stops Prometheus, the fake API and the handle services.
+struct Run {
+    began: Instant,
+    rules: BTreeMap<String, Value>,
+    svc: HandleService,
+    /// The memory store's endpoint, and the one of the service that answers only 503.
+    ep: String,
+    busy: String,
+    api: FakeApi,
+    kubeconfig: PathBuf,
+    /// The controller's address (fixed, so that a restarted controller is scraped too).
+    listen: String,
+    prom: Prometheus,
+}
+
+/// The file services, the fake cluster with the clean policies, the controller, and
+/// Prometheus scraping both.
+async fn start() -> (Run, Controller) {
     let began = Instant::now();
     let dir = scratch_dir("prometheus-live");
     let (rules_path, rules) = render_rules(&dir);
-
-    // The file services: a memory store, and one that only ever answers 503.
     let shares = [
         "home", "team", "projects", "media", "archive", "scratch", "tmp",
     ];
@@ -607,8 +624,6 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
     svc.open("home", "data/new.bin", "10.0.0.2", a_minute(), 4);
     svc.open("team", "logs/old.log", "10.0.0.1", two_days(), 2);
     svc.open("team", "data/new.bin", "10.0.0.2", a_minute(), 6);
-
-    // Phase 1: a clean policy set.
     let api = FakeApi::start_with(Duration::from_millis(500)).await;
     for ns in [CLEAN, TROUBLE] {
         api.create(svc.secret(ns, SECRET));
@@ -623,32 +638,47 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
     let ctl_addr = ctl.addr().await;
     let mut prom = Prometheus::start(&dir, &rules_path, ctl_addr, svc.running.addr);
     prom.ready().await;
+    let run = Run {
+        began,
+        rules,
+        svc,
+        ep,
+        busy,
+        api,
+        kubeconfig,
+        listen,
+        prom,
+    };
+    (run, ctl)
+}
 
-    let minute = Duration::from_secs(60);
+/// Phase 1: the clean policies raise nothing, and every rule evaluates without error.
+async fn clean(run: &Run) {
     let swept =
         r#"share_hygiene_sweeps_total{job="share-hygiene", namespace="clean", result="Success"}"#;
-    until_series(&prom, swept, 2, minute).await;
+    until_series(&run.prom, swept, 2, WAIT).await;
     // A second sweep of the Enforce policy, which closes what went stale since: its counters
     // grow in Prometheus (they exist at 0 since the first sweep).
-    svc.open("home", "logs/old.log", "10.0.0.1", two_days(), 3);
-    api.patch(
+    run.svc
+        .open("home", "logs/old.log", "10.0.0.1", two_days(), 3);
+    run.api.patch(
         "handlepolicies",
         Some(CLEAN),
         "clean-enforce",
         false,
         json!({ "spec": { "interval": "31s" } }),
     );
-    until_series(&prom, &format!("{swept} == 2"), 1, minute).await;
+    until_series(&run.prom, &format!("{swept} == 2"), 1, WAIT).await;
     let quiet_until = Instant::now() + Duration::from_secs(2 * SCRAPE_SECS + 4);
     while Instant::now() < quiet_until {
-        let alerts: Vec<String> = prom.alerts().await.iter().map(alert_key).collect();
+        let alerts: Vec<String> = run.prom.alerts().await.iter().map(alert_key).collect();
         assert!(
             alerts.is_empty(),
             "alerts in the clean scenario: {alerts:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let groups = prom.api("rules").await;
+    let groups = run.prom.api("rules").await;
     let mut evaluated = Vec::new();
     for g in groups["groups"].as_array().expect("groups") {
         for r in g["rules"].as_array().expect("rules") {
@@ -667,52 +697,71 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
     }
     assert_eq!(
         evaluated.iter().collect::<BTreeSet<_>>(),
-        rules.keys().collect::<BTreeSet<_>>()
+        run.rules.keys().collect::<BTreeSet<_>>()
     );
     println!(
         "clean: {} rules loaded, all healthy and inactive ({:?} in)",
         evaluated.len(),
-        began.elapsed()
+        run.began.elapsed()
     );
+}
 
-    // Phase 2: trouble. `enforce` closes stale handles but two refuse to close, and one file
-    // holds 1,700 handles; `dry-run` would close; `broken` has a missing share and a throttled
-    // one; `valve` is healthy at first; `doomed` is healthy until phase 4.
+/// Phase 2: trouble; each alert goes pending (if it has a `for:`), then fires. Returns what
+/// was seen.
+async fn trouble(run: &Run) -> AlertLog {
+    // `enforce` closes stale handles but two refuse to close, and one file holds 1,700
+    // handles; `dry-run` would close; `broken` has a missing share and a throttled one;
+    // `valve` is healthy at first; `doomed` is healthy until phase 4.
     let trouble = Instant::now();
-    svc.open("projects", "logs/old.log", "10.0.0.1", two_days(), 5);
-    svc.open_unclosable("projects", "logs/locked.log", "10.0.0.1", two_days(), 2);
-    svc.open("projects", "db/index.db", "10.0.0.3", a_minute(), 1700);
-    svc.open("media", "old/clip.mov", "10.0.0.1", two_days(), 4);
-    svc.open("media", "new/clip.mov", "10.0.0.2", a_minute(), 4);
-    svc.open("archive", "2025/tape.img", "10.0.0.2", a_minute(), 1);
-    svc.open("scratch", "a.tmp", "10.0.0.2", a_minute(), 2);
-    svc.open("tmp", "b.tmp", "10.0.0.2", a_minute(), 2);
-    api.create(policy(TROUBLE, "enforce", "Enforce", &[(&ep, "projects")]));
-    api.create(policy(TROUBLE, "dry-run", "DryRun", &[(&ep, "media")]));
-    api.create(policy(
+    run.svc
+        .open("projects", "logs/old.log", "10.0.0.1", two_days(), 5);
+    run.svc
+        .open_unclosable("projects", "logs/locked.log", "10.0.0.1", two_days(), 2);
+    run.svc
+        .open("projects", "db/index.db", "10.0.0.3", a_minute(), 1700);
+    run.svc
+        .open("media", "old/clip.mov", "10.0.0.1", two_days(), 4);
+    run.svc
+        .open("media", "new/clip.mov", "10.0.0.2", a_minute(), 4);
+    run.svc
+        .open("archive", "2025/tape.img", "10.0.0.2", a_minute(), 1);
+    run.svc.open("scratch", "a.tmp", "10.0.0.2", a_minute(), 2);
+    run.svc.open("tmp", "b.tmp", "10.0.0.2", a_minute(), 2);
+    run.api.create(policy(
+        TROUBLE,
+        "enforce",
+        "Enforce",
+        &[(&run.ep, "projects")],
+    ));
+    run.api
+        .create(policy(TROUBLE, "dry-run", "DryRun", &[(&run.ep, "media")]));
+    run.api.create(policy(
         TROUBLE,
         "broken",
         "Enforce",
-        &[(&ep, "gone"), (&busy, "busy")],
+        &[(&run.ep, "gone"), (&run.busy, "busy")],
     ));
-    api.create(policy(TROUBLE, "valve", "Enforce", &[(&ep, "archive")]));
-    api.create(policy(
+    run.api
+        .create(policy(TROUBLE, "valve", "Enforce", &[(&run.ep, "archive")]));
+    run.api.create(policy(
         TROUBLE,
         "doomed",
         "Enforce",
-        &[(&ep, "scratch"), (&ep, "tmp")],
+        &[(&run.ep, "scratch"), (&run.ep, "tmp")],
     ));
     let swept = r#"share_hygiene_sweeps_total{job="share-hygiene", namespace="storage"}"#;
-    until_series(&prom, swept, 5, minute).await;
+    until_series(&run.prom, swept, 5, WAIT).await;
     // A second sweep of `enforce`: its unclosable handles fail again, so the failure counter
     // grows in Prometheus (`broken` sweeps again after its 5 s backoff). Meanwhile 20 handles
     // on `valve`'s share went stale: 95% would close, above its 90% valve, so its second sweep
     // trips it (a first sweep that trips would leave the trips counter born at 1, which
     // increase() does not count).
-    svc.open("archive", "2019/tape.img", "10.0.0.1", two_days(), 20);
+    run.svc
+        .open("archive", "2019/tape.img", "10.0.0.1", two_days(), 20);
     for name in ["enforce", "valve"] {
         let slower = json!({ "spec": { "interval": "31s" } });
-        api.patch("handlepolicies", Some(TROUBLE), name, false, slower);
+        run.api
+            .patch("handlepolicies", Some(TROUBLE), name, false, slower);
     }
     let mut log = AlertLog::default();
     let expected = [
@@ -725,11 +774,11 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
         "ShareHygieneBackendThrottled{operation=list_handles}",
     ];
     for key in expected {
-        log.until_firing(&prom, key, minute).await;
+        log.until_firing(&run.prom, key, WAIT).await;
     }
-    log.add_history(&prom, trouble).await;
+    log.add_history(&run.prom, trouble).await;
     for key in expected {
-        let want: &[&str] = match rules[key.split('{').next().unwrap()].get("for") {
+        let want: &[&str] = match run.rules[key.split('{').next().unwrap()].get("for") {
             Some(_) => &["firing", "pending"],
             None => &["firing"],
         };
@@ -744,27 +793,22 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
     println!(
         "trouble: alerts seen {:#?} ({:?} in)",
         log.0,
-        began.elapsed()
+        run.began.elapsed()
     );
+    log
+}
 
-    // Phase 3: every panel of the dashboard.
-    let rows = check_dashboard(&prom, began.elapsed() + Duration::from_secs(1)).await;
-    println!(
-        "dashboard: {} targets, all with series ({:?} in)",
-        rows.len(),
-        began.elapsed()
-    );
-
+/// Phase 4: a removed share and a deleted policy leave Prometheus.
+async fn deletion(run: &Run) {
     // Phase 4: a share leaves `doomed`, then `doomed` is deleted. Its series leave Prometheus,
     // and ShareHygieneSweepStale's expression, even with its threshold at 0 instead of
     // 3 intervals, finds nothing for it (it found `doomed` while it existed).
     let of = |labels: &str| {
         format!(r#"{{__name__=~"share_hygiene_.+", job="share-hygiene", {labels}}}"#)
     };
-    until_series(&prom, &of(r#"policy="doomed", share="tmp""#), 1, minute).await;
-    let only_scratch =
-        json!([{ "endpoint": ep, "share": "scratch", "credentialsSecretRef": { "name": SECRET } }]);
-    api.patch(
+    until_series(&run.prom, &of(r#"policy="doomed", share="tmp""#), 1, WAIT).await;
+    let only_scratch = json!([{ "endpoint": run.ep, "share": "scratch", "credentialsSecretRef": { "name": SECRET } }]);
+    run.api.patch(
         "handlepolicies",
         Some(TROUBLE),
         "doomed",
@@ -772,19 +816,19 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
         json!({ "spec": { "shares": only_scratch } }),
     );
     until_series(
-        &prom,
+        &run.prom,
         &format!("absent({})", of(r#"policy="doomed", share="tmp""#)),
         1,
-        minute,
+        WAIT,
     )
     .await;
     assert!(
-        !prom
+        !run.prom
             .query(&of(r#"policy="doomed", share="scratch""#))
             .await
             .is_empty()
     );
-    let stale_expr = rules["ShareHygieneSweepStale"]["expr"]
+    let stale_expr = run.rules["ShareHygieneSweepStale"]["expr"]
         .as_str()
         .expect("expr");
     let at_once = stale_expr.replace("> 3 *", "> 0 *");
@@ -794,23 +838,24 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
     );
     let stale_for = |result: Vec<Value>| result.iter().any(|s| s["metric"]["policy"] == "doomed");
     assert!(
-        stale_for(prom.query(&at_once).await),
+        stale_for(run.prom.query(&at_once).await),
         "the stale expression never saw doomed"
     );
-    assert!(api.delete("handlepolicies", Some(TROUBLE), "doomed"));
+    assert!(run.api.delete("handlepolicies", Some(TROUBLE), "doomed"));
     until_series(
-        &prom,
+        &run.prom,
         &format!("absent({})", of(r#"policy="doomed""#)),
         1,
-        minute,
+        WAIT,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2 * SCRAPE_SECS)).await;
     assert!(
-        !stale_for(prom.query(&at_once).await),
+        !stale_for(run.prom.query(&at_once).await),
         "SweepStale's expression still finds doomed"
     );
-    let doomed: Vec<String> = prom
+    let doomed: Vec<String> = run
+        .prom
         .alerts()
         .await
         .iter()
@@ -819,11 +864,18 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
         .collect();
     assert!(doomed.is_empty(), "{doomed:?}");
     assert!(
-        !prom.query(&of(r#"policy="enforce""#)).await.is_empty(),
+        !run.prom.query(&of(r#"policy="enforce""#)).await.is_empty(),
         "other policies' series went too"
     );
-    println!("deletion: doomed's series gone ({:?} in)", began.elapsed());
+    println!(
+        "deletion: doomed's series gone ({:?} in)",
+        run.began.elapsed()
+    );
+}
 
+/// Phase 5: the controller dies, then a replica comes back without the Lease. Returns what
+/// was seen.
+async fn outage(run: &Run, mut ctl: Controller) -> AlertLog {
     // Phase 5: the controller dies, then comes back without the Lease. (A new log: Prometheus
     // itself raised ShareHygieneControllerDown for a moment when it started, as it applies
     // new scrape targets only after up to 5 s, longer than the shortened `for:`.)
@@ -831,19 +883,19 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
     let killed = Instant::now();
     ctl.kill();
     outage
-        .until_firing(&prom, "ShareHygieneControllerDown{}", minute)
+        .until_firing(&run.prom, "ShareHygieneControllerDown{}", WAIT)
         .await;
-    api.create(lease_held_elsewhere());
+    run.api.create(lease_held_elsewhere());
     let env = [
         ("POD_NAME", "share-hygiene-7d9f8c6b5-abcde"),
         ("POD_NAMESPACE", LEASE_NS),
     ];
-    let args = ["--listen", listen.as_str(), "--lease-duration", "15"];
-    let follower = Controller::spawn(&kubeconfig, &args, &env);
+    let args = ["--listen", run.listen.as_str(), "--lease-duration", "15"];
+    let follower = Controller::spawn(&run.kubeconfig, &args, &env);
     outage
-        .until_firing(&prom, "ShareHygieneNoLeader{}", minute)
+        .until_firing(&run.prom, "ShareHygieneNoLeader{}", WAIT)
         .await;
-    outage.add_history(&prom, killed).await;
+    outage.add_history(&run.prom, killed).await;
     for key in ["ShareHygieneControllerDown{}", "ShareHygieneNoLeader{}"] {
         assert_eq!(
             outage.states(key),
@@ -851,7 +903,8 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
             "{key}: states seen"
         );
     }
-    let down = prom
+    let down = run
+        .prom
         .alerts()
         .await
         .iter()
@@ -861,15 +914,33 @@ async fn alerts_and_dashboard_on_a_live_prometheus() {
         "ShareHygieneControllerDown still active with a controller up"
     );
     drop(follower);
+    outage
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_and_dashboard_on_a_live_prometheus() {
+    let (run, ctl) = start().await;
+    clean(&run).await;
+    let log = trouble(&run).await;
+    // Phase 3: every panel of the dashboard.
+    let rows = check_dashboard(&run.prom, run.began.elapsed() + Duration::from_secs(1)).await;
+    println!(
+        "dashboard: {} targets, all with series ({:?} in)",
+        rows.len(),
+        run.began.elapsed()
+    );
+    deletion(&run).await;
+    let outage = outage(&run, ctl).await;
 
     let seen = log.0.keys().chain(outage.0.keys());
     let fired: BTreeSet<&str> = seen.map(|k| k.split('{').next().unwrap()).collect();
-    let silent: Vec<&String> = rules
+    let silent: Vec<&String> = run
+        .rules
         .keys()
         .filter(|a| !fired.contains(a.as_str()))
         .collect();
     println!(
         "alerts seen firing: {fired:?}; not fired: {silent:?}; wall time {:?}",
-        began.elapsed()
+        run.began.elapsed()
     );
 }
