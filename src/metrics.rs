@@ -5,8 +5,10 @@
 //! and fixed enums (classification, reason, cause, category, operation, status class). Never a
 //! path, a handle id, an address or error text.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -363,12 +365,18 @@ impl ControllerMetrics {
         } else {
             "Success"
         };
-        self.sweeps
-            .with_label_values(&[namespace, policy, result])
-            .inc();
-        if report.safety_valve.is_some() {
-            self.valve_trips.with_label_values(&p).inc();
+        // Counters start at 0 at a policy's first sweep, for every label value: Prometheus'
+        // increase() and rate() count nothing for a series that appears with its first value,
+        // so a first failure or a first close of a reason would otherwise go unseen by the
+        // alerts and the dashboard.
+        for r in ["Success", "ShareError", "SafetyValve"] {
+            let n = u64::from(r == result);
+            self.sweeps
+                .with_label_values(&[namespace, policy, r])
+                .inc_by(n);
         }
+        let trips = u64::from(report.safety_valve.is_some());
+        self.valve_trips.with_label_values(&p).inc_by(trips);
         if report.all_shares_ok() {
             self.last_success
                 .with_label_values(&p)
@@ -394,16 +402,14 @@ impl ControllerMetrics {
                 self.observed
                     .with_label_values(&[namespace, policy, &s.share, r])
                     .set(v as f64);
-                if let Some(n) = s.closed.get(r) {
-                    self.closed
-                        .with_label_values(&[namespace, policy, &s.share, r])
-                        .inc_by(*n);
-                }
-                if let Some(n) = s.failed.get(r) {
-                    self.close_failed
-                        .with_label_values(&[namespace, policy, &s.share, r])
-                        .inc_by(*n);
-                }
+                let closed = s.closed.get(r).copied().unwrap_or(0);
+                self.closed
+                    .with_label_values(&[namespace, policy, &s.share, r])
+                    .inc_by(closed);
+                let failed = s.failed.get(r).copied().unwrap_or(0);
+                self.close_failed
+                    .with_label_values(&[namespace, policy, &s.share, r])
+                    .inc_by(failed);
             }
             for cause in [
                 "DryRun",
@@ -427,42 +433,68 @@ impl ControllerMetrics {
         }
     }
 
-    /// Forgets a deleted policy's series (its shares as last seen), so dashboards do not show
-    /// a policy that no longer exists.
-    pub fn forget_policy(&self, namespace: &str, policy: &str, shares: &[String]) {
-        let classes = [
-            "NotCondemned",
-            "Protected",
-            "OutOfScope",
-            "AccessRights",
-            "Stale",
-            "Orphaned",
-            "RenameBlocking",
-        ];
-        let causes = [
-            "DryRun",
-            "Limit",
-            "SafetyValve",
-            "ShareError",
-            "Interrupted",
-        ];
-        for share in shares {
-            for c in classes {
-                let _ = self
-                    .observed
-                    .remove_label_values(&[namespace, policy, share, c]);
-            }
-            for c in causes {
-                let _ = self
-                    .not_closed
-                    .remove_label_values(&[namespace, policy, share, c]);
-            }
-            for g in [&self.oldest, &self.max_per_path, &self.share_up] {
-                let _ = g.remove_label_values(&[namespace, policy, share]);
+    /// Drops every series of a policy (it was deleted), counters and histograms included, so
+    /// that dashboards and alerts (`ShareHygieneSweepStale`) do not show a policy that no
+    /// longer exists.
+    pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        self.remove_where(|l| {
+            l.get("namespace") == Some(&namespace) && l.get("policy") == Some(&policy)
+        });
+    }
+
+    /// Drops the series of a policy's shares that are not in `shares` (they were removed from
+    /// its spec); the policy's own series stay.
+    pub fn forget_shares_except(&self, namespace: &str, policy: &str, shares: &[&str]) {
+        self.remove_where(|l| {
+            l.get("namespace") == Some(&namespace)
+                && l.get("policy") == Some(&policy)
+                && l.get("share").is_some_and(|s| !shares.contains(s))
+        });
+    }
+
+    /// Removes the series, of every metric labelled by policy, whose labels `drop` selects.
+    fn remove_where(&self, drop: impl Fn(&HashMap<&str, &str>) -> bool) {
+        for vec in [
+            &self.observed,
+            &self.not_closed,
+            &self.oldest,
+            &self.max_per_path,
+            &self.share_up,
+            &self.last_success,
+            &self.interval,
+        ] {
+            remove_series(vec, &drop);
+        }
+        for vec in [
+            &self.closed,
+            &self.close_failed,
+            &self.sweeps,
+            &self.valve_trips,
+            &self.reconcile_errors,
+        ] {
+            remove_series(vec, &drop);
+        }
+        remove_series(&self.sweep_duration, &drop);
+    }
+}
+
+/// Removes the series of `vec` whose labels `drop` selects. The prometheus crate removes only
+/// by a full label set, so the series present are listed first.
+fn remove_series<T: MetricVecBuilder>(
+    vec: &MetricVec<T>,
+    drop: &impl Fn(&HashMap<&str, &str>) -> bool,
+) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if drop(&labels) {
+                let _ = vec.remove(&labels);
             }
         }
-        let _ = self.last_success.remove_label_values(&[namespace, policy]);
-        let _ = self.interval.remove_label_values(&[namespace, policy]);
     }
 }
 
@@ -553,5 +585,85 @@ impl ServiceMetrics {
     /// Records handles force-closed.
     pub fn closed(&self, n: u64) {
         self.closed.with_label_values(&[] as &[&str]).inc_by(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Mode;
+    use crate::policy::OrphanLedger;
+    use crate::sweep::ShareReport;
+
+    fn report(shares: &[&str], closed: u64) -> SweepReport {
+        let shares = shares.iter().map(|s| ShareReport {
+            share: (*s).to_owned(),
+            closed: [("Stale", closed)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            ..ShareReport::default()
+        });
+        SweepReport {
+            mode: Mode::Enforce,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            duration: Duration::from_millis(5),
+            shares: shares.collect(),
+            decisions: Vec::new(),
+            wildcards: Vec::new(),
+            safety_valve: None,
+            orphans: OrphanLedger::default(),
+            interrupted: false,
+        }
+    }
+
+    fn lines_with(m: &ControllerMetrics, needle: &str) -> Vec<String> {
+        let text = render(&m.registry);
+        let samples = text.lines().filter(|l| !l.starts_with('#'));
+        samples
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A counter that appears with its first value counts nothing in increase() or rate(): a
+    /// policy's counters exist at 0 from its first sweep on, for every label value.
+    #[test]
+    fn counters_start_at_zero_for_every_label_value() {
+        let m = ControllerMetrics::new();
+        m.record_sweep("ns", "p", &report(&["s"], 0), jiff::Timestamp::UNIX_EPOCH);
+        for series in [
+            r#"share_hygiene_sweeps_total{namespace="ns",policy="p",result="ShareError"} 0"#,
+            r#"share_hygiene_sweeps_total{namespace="ns",policy="p",result="Success"} 1"#,
+            r#"share_hygiene_safety_valve_trips_total{namespace="ns",policy="p"} 0"#,
+            r#"share_hygiene_handles_closed_total{namespace="ns",policy="p",reason="Stale",share="s"} 0"#,
+            r#"share_hygiene_handles_close_failed_total{namespace="ns",policy="p",reason="Orphaned",share="s"} 0"#,
+        ] {
+            assert_eq!(lines_with(&m, series), [series], "{}", render(&m.registry));
+        }
+    }
+
+    #[test]
+    fn forgetting_a_share_or_a_policy_drops_exactly_its_series() {
+        let m = ControllerMetrics::new();
+        m.set_interval("ns", "p", Duration::from_secs(60));
+        m.reconcile_error("ns", "p", "ShareNotFound");
+        m.record_sweep(
+            "ns",
+            "p",
+            &report(&["a", "b"], 2),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        m.record_sweep("ns", "q", &report(&["b"], 1), jiff::Timestamp::UNIX_EPOCH);
+        let q_before = lines_with(&m, r#"policy="q""#);
+
+        m.forget_shares_except("ns", "p", &["a"]);
+        assert!(lines_with(&m, r#"policy="p",share="b""#).is_empty());
+        assert!(!lines_with(&m, r#"policy="p",share="a""#).is_empty());
+        assert!(!lines_with(&m, r#"policy="p",result="Success""#).is_empty());
+
+        m.forget_policy("ns", "p");
+        assert_eq!(lines_with(&m, r#"policy="p""#), Vec::<String>::new());
+        assert_eq!(lines_with(&m, r#"policy="q""#), q_before);
     }
 }

@@ -710,3 +710,83 @@ async fn the_fake_api_behaves_for_kube_clients() {
         .await
         .unwrap();
 }
+
+/// The series of `/metrics` (sample lines) that carry `label`, e.g. `policy="doomed"`.
+fn series_with(metrics: &str, label: &str) -> Vec<String> {
+    let samples = metrics.lines().filter(|l| !l.starts_with('#'));
+    samples
+        .filter(|l| l.contains(&format!("{label},")) || l.contains(&format!("{label}}}")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Regression (was a bug): a deleted HandlePolicy, or a share removed from one, kept its metric
+/// series until the controller restarted (`Metrics::forget_policy` had no caller), so
+/// `ShareHygieneSweepStale` fired for a policy that no longer existed and the dashboard listed
+/// it. Now the share's series go when the spec drops it, and the policy's (counters and
+/// histograms included) when it is deleted; another policy's stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_policy_and_a_removed_share_leave_no_series() {
+    let svc = HandleService::start(&[SHARE, "media"]).await;
+    svc.open(SHARE, "logs/old.log", "10.0.0.1", two_days(), 2);
+    svc.open(SHARE, "data/new.bin", "10.0.0.2", a_minute(), 8);
+    svc.open("media", "data/new.bin", "10.0.0.2", a_minute(), 3);
+    let api = cluster(&svc).await;
+    let mut doomed = stale_policy(NS, "doomed", &svc.endpoint(), SHARE, SECRET, "5m");
+    let media = json!({ "endpoint": svc.endpoint(), "share": "media", "credentialsSecretRef": { "name": SECRET } });
+    doomed["spec"]["shares"].as_array_mut().unwrap().push(media);
+    api.create(doomed);
+    let kubeconfig = kubeconfig(&api, "forget");
+    let args = ["--listen", "127.0.0.1:0", "--no-leader-election"];
+    let mut ctl = Controller::spawn(&kubeconfig, &args, &[]);
+    let addr = ctl.addr().await;
+    let scraped = eventually(Duration::from_secs(15), "both policies swept", || async {
+        let m = metrics(addr).await;
+        let swept = |p: &str| m.contains(&format!("share_hygiene_sweeps_total{{namespace=\"storage\",policy=\"{p}\",result=\"Success\"}} 1"));
+        (swept("doomed") && swept(POLICY)).then_some(m)
+    })
+    .await;
+    let media_series = series_with(&scraped, r#"share="media""#);
+    assert!(media_series.len() >= 10, "{scraped}");
+    let kept = series_with(&scraped, &format!("policy=\"{POLICY}\""));
+
+    // The share leaves the spec: its series go at the sweep that follows, the other share's stay.
+    let only_projects = json!([{ "endpoint": svc.endpoint(), "share": SHARE, "credentialsSecretRef": { "name": SECRET } }]);
+    api.patch(
+        "handlepolicies",
+        Some(NS),
+        "doomed",
+        false,
+        json!({ "spec": { "shares": only_projects } }),
+    );
+    let scraped = eventually(Duration::from_secs(15), "the second sweep", || async {
+        let m = metrics(addr).await;
+        let swept = m.contains(
+            r#"share_hygiene_sweeps_total{namespace="storage",policy="doomed",result="Success"} 2"#,
+        );
+        swept.then_some(m)
+    })
+    .await;
+    assert_eq!(
+        series_with(&scraped, r#"share="media""#),
+        Vec::<String>::new(),
+        "the removed share's series are still there"
+    );
+    assert!(!series_with(&scraped, r#"policy="doomed""#).is_empty());
+
+    // The policy is deleted: all its series go; the other policy's are untouched.
+    assert!(api.delete("handlepolicies", Some(NS), "doomed"));
+    let scraped = eventually(
+        Duration::from_secs(10),
+        "the deleted policy's series to go",
+        || async {
+            let m = metrics(addr).await;
+            series_with(&m, r#"policy="doomed""#)
+                .is_empty()
+                .then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(series_with(&scraped, &format!("policy=\"{POLICY}\"")), kept);
+    promtool_check_metrics("the controller's /metrics after a deletion", &scraped);
+}

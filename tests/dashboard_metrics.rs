@@ -11,13 +11,16 @@
 //! buckets. It also checks the conventions the chart relies on: alert names, severities,
 //! annotations, the job matcher the chart rewrites, and the dashboard's template variables.
 
+#[path = "common_dashboard/mod.rs"]
+mod common_dashboard;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use common_dashboard::{CHART, dashboard, dashboard_expressions, panels};
 use serde::Deserialize;
 use share_hygiene::metrics::{CONTROLLER_METRICS, MetricDef, SERVICE_METRICS};
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/share-hygiene");
 /// Labels a scrape adds to every series (with the ServiceMonitor's honorLabels the metric's own
 /// `namespace`, the HandlePolicy's, wins where it has one).
 const SCRAPE_LABELS: &[&str] = &["job", "instance", "pod", "namespace"];
@@ -863,53 +866,6 @@ fn alerts_follow_the_conventions() {
 // The dashboard
 // ---------------------------------------------------------------------------------------------
 
-fn dashboard() -> serde_json::Value {
-    let path = format!("{CHART}/files/dashboards/share-hygiene.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Every panel, rows' nested panels included.
-fn panels(dash: &serde_json::Value) -> Vec<&serde_json::Value> {
-    fn walk<'a>(list: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
-        for p in list.as_array().into_iter().flatten() {
-            out.push(p);
-            if let Some(children) = p.get("panels") {
-                walk(children, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dash["panels"], &mut out);
-    out
-}
-
-/// (where, expression) for every panel target and every query variable.
-fn dashboard_expressions(dash: &serde_json::Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for p in panels(dash) {
-        let title = p["title"].as_str().unwrap_or("?");
-        for t in p["targets"].as_array().into_iter().flatten() {
-            if let Some(e) = t["expr"].as_str() {
-                out.push((
-                    format!("panel {title:?} target {}", t["refId"]),
-                    e.to_owned(),
-                ));
-            }
-        }
-    }
-    for v in dash["templating"]["list"].as_array().into_iter().flatten() {
-        if v["type"] == "query" {
-            let q = v["query"]["query"]
-                .as_str()
-                .or(v["query"].as_str())
-                .unwrap_or_default();
-            out.push((format!("variable {}", v["name"]), q.to_owned()));
-        }
-    }
-    out
-}
-
 #[test]
 fn dashboard_expressions_use_only_catalog_metrics_and_labels() {
     let dash = dashboard();
@@ -1033,6 +989,35 @@ fn dashboard_has_its_variables_and_uses_the_datasource_variable() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Regression (was a bug): the collapsed "Handle services" row held no panels, though the docs
+/// listed four. A collapsed row keeps its panels in its own `panels`; an expanded one is
+/// followed by its panels.
+#[test]
+fn every_row_has_panels() {
+    let dash = dashboard();
+    let top = dash["panels"].as_array().expect("panels");
+    let mut empty = Vec::new();
+    for (i, p) in top.iter().enumerate() {
+        if p["type"] != "row" {
+            continue;
+        }
+        let nested = p["panels"].as_array().map_or(0, Vec::len);
+        let following = top[i + 1..]
+            .iter()
+            .take_while(|q| q["type"] != "row")
+            .count();
+        let held = if p["collapsed"] == true {
+            nested
+        } else {
+            following
+        };
+        if held == 0 {
+            empty.push(p["title"].as_str().unwrap_or("?"));
+        }
+    }
+    assert!(empty.is_empty(), "rows without panels: {empty:?}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod events;
 mod facts;
 mod http;
 mod leader;
+mod policy_watch;
 mod reconcile;
 mod secrets;
 mod status;
@@ -28,7 +29,7 @@ use kube::api::ListParams;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, watcher};
 
 pub use error::Error;
 pub use facts::{FactsSource, ReflectedFacts, StaticFacts, facts_of};
@@ -175,7 +176,7 @@ pub async fn run(
         let policies: Api<DeserializeGuard<HandlePolicy>> = scoped(&client, ns.as_deref());
         let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, ns.as_deref());
         let metadata: Api<PartialObjectMeta<HandlePolicy>> = scoped(&client, ns.as_deref());
-        synced.push(watch_synced(metadata));
+        synced.push(policy_watch::watch_policies(metadata, ctx.clone()));
         let controller = Controller::new(policies, watcher::Config::default().any_semantic());
         let store = controller.store();
         let mut stop = stop_rx.clone();
@@ -205,22 +206,31 @@ pub async fn run(
             Some(rx) => controller.reconcile_all_on(became_leader(rx.clone())),
             None => controller,
         };
+        let gone_ctx = ctx.clone();
         let run = controller
             .graceful_shutdown_on(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
+            .for_each(move |result| {
                 match result {
                     Ok((obj, _)) => tracing::debug!(policy = %obj, "reconciled"),
+                    // A requeue of a deleted policy: a reconcile that raced with the deletion
+                    // may have recorded metrics after the policy watch forgot it.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        let namespace = obj.namespace.as_deref().unwrap_or_default();
+                        gone_ctx.forget(namespace, &obj.name);
+                    }
                     Err(e) => tracing::warn!(error = %e, "controller error"),
                 }
+                futures::future::ready(())
             });
         runs.push(run);
     }
 
     // Ready once every watch has listed: the policies' (seen through a metadata watch of their
-    // own, as the Controller's store cannot be awaited twice) and the facts'.
+    // own, as the Controller's store cannot be awaited twice; it also forgets deleted
+    // policies) and the facts'.
     tokio::spawn(async move {
         loop {
             if synced.iter().all(|s| s.load(Ordering::Relaxed)) && facts.is_ready() {
@@ -246,23 +256,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// A flag set once a metadata watch of `api` has listed.
-fn watch_synced(api: Api<PartialObjectMeta<HandlePolicy>>) -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    tokio::spawn(
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .for_each(move |ev| {
-                if matches!(ev, Ok(watcher::Event::InitDone)) {
-                    set.store(true, Ordering::Relaxed);
-                }
-                futures::future::ready(())
-            }),
-    );
-    flag
 }
 
 /// One item each time this replica becomes leader.

@@ -92,6 +92,13 @@ impl Context {
         left.is_positive().then(|| left.unsigned_abs())
     }
 
+    /// Forgets a policy that is gone: its metric series and its backoff state.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.metrics.forget_policy(namespace, name);
+        let key = format!("{namespace}/{name}");
+        self.failures.lock().expect("lock poisoned").remove(&key);
+    }
+
     /// Lets a backing-off policy retry at its next reconcile (its Secret changed).
     pub fn clear_retry(&self, key: &str) {
         if let Some(r) = self.failures.lock().expect("lock poisoned").get_mut(key) {
@@ -189,6 +196,9 @@ pub async fn reconcile(
         }
     };
     ctx.metrics.set_interval(&namespace, &name, policy.interval);
+    // A share removed from the spec takes its series along.
+    let shares: Vec<&str> = policy.shares.iter().map(|s| s.share.as_str()).collect();
+    ctx.metrics.forget_shares_except(&namespace, &name, &shares);
 
     let key = format!("{namespace}/{name}");
     if let Some(wait) = status::not_due(&prev, meta.generation, policy.interval, now) {

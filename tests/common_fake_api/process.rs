@@ -172,7 +172,8 @@ where
     }
 }
 
-/// `GET path` over plain HTTP/1.1: status and body (`(0, "")` when the connection fails).
+/// `GET path` over plain HTTP/1.1: status and body, de-chunked (`(0, "")` when the connection
+/// fails).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return (0, String::new());
@@ -191,7 +192,30 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, body.to_owned())
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    match chunked {
+        true => (status, dechunk(body)),
+        false => (status, body.to_owned()),
+    }
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body (as much as is well formed).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
 }
 
 /// The value of the sample `name{labels}` (exact label set as rendered), if present.
@@ -277,6 +301,30 @@ impl HandleService {
 
     /// Opens `count` handles on `share/path` from `client_ip`, opened `age` ago.
     pub fn open(&self, share: &str, path: &str, client_ip: &str, age: SignedDuration, count: u32) {
+        self.open_with(share, path, client_ip, age, count, false);
+    }
+
+    /// [`HandleService::open`] with handles that the store fails to close (`fail_close`).
+    pub fn open_unclosable(
+        &self,
+        share: &str,
+        path: &str,
+        client_ip: &str,
+        age: SignedDuration,
+        count: u32,
+    ) {
+        self.open_with(share, path, client_ip, age, count, true);
+    }
+
+    fn open_with(
+        &self,
+        share: &str,
+        path: &str,
+        client_ip: &str,
+        age: SignedDuration,
+        count: u32,
+        fail_close: bool,
+    ) {
         let spec = OpenSpec {
             client_ip: format!("{client_ip}:445"),
             client_name: Some("node-a".into()),
@@ -286,7 +334,7 @@ impl HandleService {
             access_rights: AccessRights::READ,
             directory: false,
             count,
-            fail_close: false,
+            fail_close,
         };
         self.store.open(share, path, &spec).expect("open handles");
     }
