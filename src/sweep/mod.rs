@@ -6,6 +6,7 @@
 //! share. A share that fails is reported and closes nothing; the others go on.
 
 mod act;
+mod give_up;
 mod observe;
 mod report;
 
@@ -99,10 +100,14 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         now: input.now,
     };
 
+    // Shares of one endpoint are given up on together when it stops answering.
+    let endpoints: Vec<&str> = policy.shares.iter().map(|s| s.endpoint.as_str()).collect();
+    let services = give_up::guard(input.services, &endpoints);
+
     // Observe every share (bounded concurrency), keeping only counts and condemned handles.
     let observations: Vec<Result<Observation, Error>> =
         futures::stream::iter(0..policy.shares.len())
-            .map(|i| observe_share(i, policy, &input.services, &classifier, options))
+            .map(|i| observe_share(i, policy, &services, &classifier, options))
             .buffered(options.share_concurrency.max(1))
             .collect()
             .await;
@@ -156,7 +161,7 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         futures::stream::iter((0..shares.len()).map(|s| {
             let close_plan = &close_plan;
             let condemned = &condemned;
-            let services = &input.services;
+            let services = &services;
             let stop = &input.stop;
             async move {
                 let by_id: Vec<usize> = (0..condemned.len())
