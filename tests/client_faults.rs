@@ -1480,6 +1480,14 @@ async fn sweep_through_a_death(death: Fault) {
             other => panic!("unexpected outcome {other:?}"),
         }
     }
+    // Failed: only closes that were sent and got no answer, at most the ones in flight (8 per
+    // share, 4 shares at once).
+    let failed = report
+        .decisions
+        .iter()
+        .filter(|d| d.outcome == Outcome::Failed)
+        .count();
+    assert!(failed <= 32, "{failed} reported failed");
     let reported: u64 = report.shares.iter().map(|s| s.closed_total()).sum();
     assert_eq!(
         reported,

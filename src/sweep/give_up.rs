@@ -25,29 +25,51 @@ struct Guarded {
     endpoint: Arc<Verdict>,
 }
 
+/// Whether the sweep gave up on each share's endpoint.
+pub(super) struct GivenUp(Vec<Arc<Verdict>>);
+
+impl GivenUp {
+    /// Whether the sweep has given up on share `i`'s endpoint.
+    pub fn share(&self, i: usize) -> bool {
+        self.0.get(i).is_some_and(|v| *v.0.borrow())
+    }
+}
+
 /// Wraps each share's service so that shares of one endpoint are given up on together.
 /// `endpoints[i]` is share `i`'s endpoint.
 pub(super) fn guard(
     services: Vec<Result<Arc<dyn HandleService>, Error>>,
     endpoints: &[&str],
-) -> Vec<Result<Arc<dyn HandleService>, Error>> {
-    let mut verdicts: HashMap<&str, Arc<Verdict>> = HashMap::new();
-    services
-        .into_iter()
-        .enumerate()
-        .map(|(i, svc)| {
-            let svc = svc?;
+) -> (Vec<Result<Arc<dyn HandleService>, Error>>, GivenUp) {
+    let mut by_endpoint: HashMap<&str, Arc<Verdict>> = HashMap::new();
+    let verdicts: Vec<Arc<Verdict>> = (0..services.len())
+        .map(|i| {
             let key = endpoints.get(i).copied().unwrap_or_default();
-            let endpoint = verdicts
+            by_endpoint
                 .entry(key)
                 .or_insert_with(|| Arc::new(Verdict(watch::channel(false).0)))
-                .clone();
+                .clone()
+        })
+        .collect();
+    let services = services
+        .into_iter()
+        .zip(&verdicts)
+        .map(|(svc, endpoint)| {
             Ok(Arc::new(Guarded {
-                inner: svc,
-                endpoint,
+                inner: svc?,
+                endpoint: endpoint.clone(),
             }) as Arc<dyn HandleService>)
         })
-        .collect()
+        .collect();
+    (services, GivenUp(verdicts))
+}
+
+/// The error of a share whose closes were not attempted: its endpoint was given up on first.
+pub(super) fn not_attempted(share: &str) -> Error {
+    Error::Transport {
+        target: share.to_owned(),
+        message: "closes not attempted: a request to this share's endpoint got no answer, so the sweep gave up on it".into(),
+    }
 }
 
 impl Guarded {
@@ -144,7 +166,8 @@ mod tests {
         });
         let services: Vec<Result<Arc<dyn HandleService>, Error>> =
             vec![Ok(dead.clone()), Ok(dead.clone()), Ok(other.clone())];
-        let guarded = guard(services, &["http://a", "http://a", "http://b"]);
+        let (guarded, given_up) = guard(services, &["http://a", "http://a", "http://b"]);
+        assert!(!given_up.share(0));
         let svc = |i: usize| guarded[i].as_ref().unwrap().clone();
         let close = CloseRequest {
             target: Target::resource("s1", "f"),
@@ -170,6 +193,7 @@ mod tests {
         let calls = dead.calls.load(Ordering::SeqCst);
         let later = s0.list_handles(&list).await.unwrap_err().to_string();
         assert!(later.contains("not sent"), "{later}");
+        assert!(given_up.share(0) && given_up.share(1) && !given_up.share(2));
         assert_eq!(
             dead.calls.load(Ordering::SeqCst),
             calls,
