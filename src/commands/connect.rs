@@ -73,14 +73,16 @@ impl CredentialArgs {
         } else if let Some(path) = &self.credentials_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the credentials file {}", path.display()))?;
-            data = serde_saphyr::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!(
-                        "the credentials file {} is not a YAML/JSON map of strings",
-                        path.display()
-                    )
-                })?;
+            // The parser's message quotes the offending line, which holds a secret: say where.
+            data = serde_saphyr::from_str(&text).map_err(|e| {
+                let at = e.location().map_or_else(String::new, |l| {
+                    format!(" (at line {}, column {})", l.line(), l.column())
+                });
+                anyhow::anyhow!(
+                    "the credentials file {} is not a YAML/JSON map of strings{at}; its content is not shown",
+                    path.display()
+                )
+            })?;
         } else if let Some(path) = &self.bearer_token_file {
             return Ok(Credential::BearerTokenFile(path.clone()));
         } else if let Some(sas) = url_sas {
@@ -148,6 +150,17 @@ mod tests {
                 "{shown}"
             );
         }
+    }
+
+    #[test]
+    fn a_malformed_credentials_file_is_located_not_quoted() {
+        let path = std::env::temp_dir().join(format!("creds-{}.yaml", std::process::id()));
+        std::fs::write(&path, format!("accountName: acct\naccountKey: [{KEY}\n")).unwrap();
+        let cli = parse(&["--credentials-file", path.to_str().unwrap()]);
+        let err = format!("{:#}", cli.creds.credential(None, "acct").unwrap_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains(&KEY[..12]), "{err}");
     }
 
     #[test]
