@@ -16,6 +16,9 @@ use tokio::sync::watch;
 use crate::handles::{Error, ErrorCategory, HandleService, describe};
 use crate::protocol::{ClosePage, CloseRequest, ListPage, ListRequest, Target};
 
+/// One service per share, or why the share has none.
+type Services = Vec<Result<Arc<dyn HandleService>, Error>>;
+
 /// Whether the sweep has given up on one endpoint.
 struct Verdict(watch::Sender<bool>);
 
@@ -37,10 +40,7 @@ impl GivenUp {
 
 /// Wraps each share's service so that shares of one endpoint are given up on together.
 /// `endpoints[i]` is share `i`'s endpoint.
-pub(super) fn guard(
-    services: Vec<Result<Arc<dyn HandleService>, Error>>,
-    endpoints: &[&str],
-) -> (Vec<Result<Arc<dyn HandleService>, Error>>, GivenUp) {
+pub(super) fn guard(services: Services, endpoints: &[&str]) -> (Services, GivenUp) {
     let mut by_endpoint: HashMap<&str, Arc<Verdict>> = HashMap::new();
     let verdicts: Vec<Arc<Verdict>> = (0..services.len())
         .map(|i| {
@@ -164,8 +164,7 @@ mod tests {
         let other = Arc::new(Dead {
             calls: AtomicU32::new(0),
         });
-        let services: Vec<Result<Arc<dyn HandleService>, Error>> =
-            vec![Ok(dead.clone()), Ok(dead.clone()), Ok(other.clone())];
+        let services: Services = vec![Ok(dead.clone()), Ok(dead.clone()), Ok(other.clone())];
         let (guarded, given_up) = guard(services, &["http://a", "http://a", "http://b"]);
         assert!(!given_up.share(0));
         let svc = |i: usize| guarded[i].as_ref().unwrap().clone();
