@@ -1303,6 +1303,24 @@ async fn handles_close_by_id_below_a_directory_and_dry_runs_still_list() {
     assert_eq!(listed.as_array().unwrap().len(), 30);
     assert_eq!((svc.list_calls() > 0, svc.close_calls()), (true, 0));
 
+    // A dry run by id at a file's path finds it there.
+    let out = handles_close(
+        &svc,
+        &[
+            "--handle-id",
+            &victim.handle_id.0.to_string(),
+            "--path",
+            &victim.path,
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["handleId"], victim.handle_id.0);
+    assert_eq!(svc.close_calls(), 0);
+
     // By id under a directory: not on the directory itself, so it is found below and closed
     // through its own path.
     let id = victim.handle_id.0.to_string();

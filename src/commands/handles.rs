@@ -232,7 +232,18 @@ async fn close(args: CloseArgs) -> Result<ExitCode> {
     let path = loc.full_path(&url.path);
     if args.dry_run {
         let in_scope = match args.handle_id {
-            Some(id) => vec![find_handle(&client, &url.share, &path, id).await?],
+            Some(id) => {
+                // On the path itself first (a file takes no x-ms-recursive), then below it.
+                let own = Target::resource(&url.share, path.clone());
+                let on_path = match path.is_empty() {
+                    true => Vec::new(),
+                    false => collect(&client, own, 5000, |h| h.handle_id == HandleId(id)).await?,
+                };
+                match on_path.into_iter().next() {
+                    Some(handle) => vec![handle],
+                    None => vec![find_handle(&client, &url.share, &path, id).await?],
+                }
+            }
             None => collect(&client, loc.target(&url.share, path), 5000, |_| true).await?,
         };
         print_handles(&in_scope, args.output)?;
@@ -298,7 +309,8 @@ fn finish(summary: CloseSummary, error: Option<HandleError>, output: Output) -> 
     })
 }
 
-/// Finds handle `id` on or below `path` (the share root when empty).
+/// Finds handle `id` on or below `path` (the share root when empty); a path that is a file
+/// refuses the recursive listing, and then the handle is not there.
 async fn find_handle(
     client: &dyn HandleService,
     share: &str,

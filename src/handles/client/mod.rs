@@ -365,7 +365,7 @@ impl HandleClient {
                 target: describe(target),
                 message: format!(
                     "header {name} cannot carry its value: a control character or non-ASCII byte at offset {}",
-                    value.bytes().position(|b| !(b == b' ' || b.is_ascii_graphic())).unwrap_or(0)
+                    value.bytes().position(|b| !(b == b' ' || b == b'\t' || b.is_ascii_graphic())).unwrap_or(0)
                 ),
             })?;
             value.set_sensitive(name == "authorization");
