@@ -214,7 +214,7 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct CloseSummary {
     closed: u64,
@@ -232,18 +232,7 @@ async fn close(args: CloseArgs) -> Result<ExitCode> {
     let path = loc.full_path(&url.path);
     if args.dry_run {
         let in_scope = match args.handle_id {
-            Some(id) => {
-                // On the path itself first (a file takes no x-ms-recursive), then below it.
-                let own = Target::resource(&url.share, path.clone());
-                let on_path = match path.is_empty() {
-                    true => Vec::new(),
-                    false => collect(&client, own, 5000, |h| h.handle_id == HandleId(id)).await?,
-                };
-                match on_path.into_iter().next() {
-                    Some(handle) => vec![handle],
-                    None => vec![find_handle(&client, &url.share, &path, id).await?],
-                }
-            }
+            Some(id) => vec![locate(&client, &url.share, &path, id).await?],
             None => collect(&client, loc.target(&url.share, path), 5000, |_| true).await?,
         };
         print_handles(&in_scope, args.output)?;
@@ -253,11 +242,7 @@ async fn close(args: CloseArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::Ok);
     }
-    let mut summary = CloseSummary {
-        closed: 0,
-        failed: 0,
-        requests: 0,
-    };
+    let mut summary = CloseSummary::default();
     let (target, selector) = match args.handle_id {
         // A handle is closed through its own path: --path names it (a file, or a directory's
         // own handle), as `az storage share close-handle --handle-id ID --path P` does.
@@ -269,14 +254,18 @@ async fn close(args: CloseArgs) -> Result<ExitCode> {
                 return finish(summary, first.error, args.output);
             }
             // Not on the path itself: when the path is a directory, it may be below it.
-            let handle = find_handle(&client, &url.share, &path, id).await?;
-            let target = Target::resource(&url.share, handle.path);
-            (target, HandleSelector::Id(HandleId(id)))
+            let handle = find_below(&client, &url.share, &path, id).await?;
+            (
+                Target::resource(&url.share, handle.path),
+                HandleSelector::Id(HandleId(id)),
+            )
         }
         Some(id) => {
-            let handle = find_handle(&client, &url.share, &path, id).await?;
-            let target = Target::resource(&url.share, handle.path);
-            (target, HandleSelector::Id(HandleId(id)))
+            let handle = find_below(&client, &url.share, &path, id).await?;
+            (
+                Target::resource(&url.share, handle.path),
+                HandleSelector::Id(HandleId(id)),
+            )
         }
         None => (loc.target(&url.share, path), HandleSelector::All),
     };
@@ -309,9 +298,22 @@ fn finish(summary: CloseSummary, error: Option<HandleError>, output: Output) -> 
     })
 }
 
+/// Finds handle `id` on `path` itself (listed without x-ms-recursive, which a file refuses),
+/// else below it.
+async fn locate(client: &dyn HandleService, share: &str, path: &str, id: u64) -> Result<Handle> {
+    if !path.is_empty() {
+        let own = Target::resource(share, path.to_owned());
+        let found = collect(client, own, 5000, |h| h.handle_id == HandleId(id)).await?;
+        if let Some(handle) = found.into_iter().next() {
+            return Ok(handle);
+        }
+    }
+    find_below(client, share, path, id).await
+}
+
 /// Finds handle `id` on or below `path` (the share root when empty); a path that is a file
 /// refuses the recursive listing, and then the handle is not there.
-async fn find_handle(
+async fn find_below(
     client: &dyn HandleService,
     share: &str,
     path: &str,
@@ -320,7 +322,6 @@ async fn find_handle(
     let search = Target::directory(share, path.to_owned(), true);
     let found = match collect(client, search, 5000, |h| h.handle_id == HandleId(id)).await {
         Ok(found) => found,
-        // x-ms-recursive on a file is refused: the handle was not on that file.
         Err(e)
             if !path.is_empty()
                 && e.downcast_ref::<HandleError>()
