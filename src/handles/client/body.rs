@@ -41,6 +41,19 @@ pub(super) async fn read_limited(
     Ok(body.freeze())
 }
 
+/// Why an answer of more than `limit` bytes was refused.
+pub(super) fn too_large(limit: usize) -> String {
+    let why = if limit == MAX_LIST_BODY {
+        "the most a List Handles page of 5,000 handles takes"
+    } else {
+        "a Force Close Handles answer is empty"
+    };
+    format!(
+        "the answer is larger than {} ({why}); it was not read",
+        size(limit)
+    )
+}
+
 /// A byte count for messages: `40 MiB`, `64 KiB`, `512 bytes`.
 pub(super) fn size(bytes: usize) -> String {
     match bytes {

@@ -293,15 +293,7 @@ impl HandleClient {
                 Ok(body) => Attempt::Done(Answer { headers, body }),
                 Err(BodyError::TooLarge { limit }) => Attempt::Fail(Error::Protocol {
                     target: describe(target),
-                    message: format!(
-                        "the {operation} answer is larger than {} (the most this client reads: {})",
-                        body::size(limit),
-                        if limit == MAX_LIST_BODY {
-                            "5,000 handles of about 8 KiB each"
-                        } else {
-                            "this answer is empty or a short error"
-                        }
-                    ),
+                    message: body::too_large(limit),
                 }),
                 Err(BodyError::Transport(e)) => Attempt::Retry {
                     error: Error::Transport {
