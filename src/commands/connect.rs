@@ -104,7 +104,8 @@ pub fn client_for(
     options: ClientOptions,
 ) -> Result<(HandleClient, ShareUrl)> {
     let share_url = ShareUrl::parse(url).context("--share-url")?;
-    let credential = creds.credential(share_url.sas.as_deref(), share_url.endpoint.account())?;
+    let url_sas = share_url.sas.as_ref().map(ExposeSecret::expose_secret);
+    let credential = creds.credential(url_sas, share_url.endpoint.account())?;
     let client = HandleClient::new(share_url.endpoint.clone(), credential, options)?;
     Ok((client, share_url))
 }
