@@ -171,6 +171,19 @@ enum Fault {
     /// Forward, then send the service's status and headers but only half its body, and break
     /// the connection.
     CutBody,
+    /// Answer `status` with a body of `bytes` filler bytes, with or without a
+    /// `Content-Length`, without asking the service (a hostile or broken service or proxy).
+    Huge {
+        status: u16,
+        bytes: usize,
+        content_length: bool,
+    },
+    /// Answer `400 InvalidHeaderValue` with a message, a detail and a request id that repeat the
+    /// request's `Authorization` value and query (a service that echoes what it was sent).
+    Echo,
+    /// Stop answering, as a frozen server or a dead node does: hold the connection open and
+    /// never answer or forward.
+    Silent,
 }
 
 const fn status(status: u16, code: &'static str) -> Fault {
@@ -198,6 +211,10 @@ const fn throttle(status: u16, retry_after: &'static str) -> Fault {
 struct Seen {
     at: Instant,
     method: String,
+    /// The query, as sent.
+    query: String,
+    /// The `Authorization` value, when sent.
+    authorization: Option<String>,
     fault: Fault,
     forwarded: bool,
 }
@@ -295,6 +312,11 @@ async fn proxy_one(
         log.push(Seen {
             at: Instant::now(),
             method: req.method().to_string(),
+            query: req.uri().query().unwrap_or_default().to_owned(),
+            authorization: req
+                .headers()
+                .get("authorization")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             fault: fault.clone(),
             forwarded: false,
         });
@@ -308,6 +330,45 @@ async fn proxy_one(
         }
         Fault::CutBody => forward(&state, index, req, true).await,
         Fault::Drop => Err(std::io::Error::other("the proxy drops this connection")),
+        Fault::Silent => std::future::pending().await,
+        Fault::Huge {
+            status,
+            bytes,
+            content_length,
+        } => {
+            const CHUNK: usize = 64 * 1024;
+            let chunks = futures::stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {
+                let len = CHUNK.min(bytes - i * CHUNK);
+                Ok(Frame::data(Bytes::from(vec![b' '; len])))
+            }));
+            let mut resp = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
+            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            if content_length {
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, bytes.into());
+            }
+            Ok(resp)
+        }
+        Fault::Echo => {
+            let sent = format!(
+                "Authorization '{}', query '{}'",
+                req.headers()
+                    .get("authorization")
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default(),
+                req.uri().query().unwrap_or_default()
+            );
+            let mut err = StorageError::new(400, ErrorCode::InvalidHeaderValue, sent.clone());
+            err.details
+                .push(("AuthenticationErrorDetail".into(), sent.clone()));
+            let body = encode_error(&err, "echo", jiff::Timestamp::now());
+            let mut resp = Response::new(full(Bytes::from(body)));
+            *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+            let id = sent.replace(|c: char| !c.is_ascii_graphic(), "_");
+            resp.headers_mut()
+                .insert("x-ms-request-id", id.parse().unwrap());
+            Ok(resp)
+        }
         Fault::Status {
             status,
             code,
@@ -1001,4 +1062,478 @@ async fn a_retry_that_is_not_made_does_not_spend_the_budget() {
     let page = client.list_handles(&list_req()).await;
     assert_eq!(proxy.log().len(), 2, "the 503 and its retry");
     assert_eq!(page.expect("retried").handles.len(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets never reach an error; answers are read within bounds
+// ---------------------------------------------------------------------------------------------
+
+fn temp_file(name: &str, content: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("client-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// Pieces of a secret long enough to be recognised: an error holding any of them leaks it.
+fn pieces(secret: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    chars
+        .windows(8.min(chars.len()))
+        .step_by(4)
+        .map(|w| w.iter().collect())
+        .collect()
+}
+
+fn assert_no_piece_of(text: &str, secret: &str, what: &str) {
+    for piece in pieces(secret) {
+        assert!(
+            !text.contains(&piece),
+            "{what}: the error holds {piece:?} of the secret: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_echoing_service_never_gets_a_secret_into_an_error() {
+    let svc = Service::start(store_with(1000, 1, 1)).await;
+    let proxy = Proxy::start(svc.running.addr).await;
+    let token = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJzaGFyZS1oeWdpZW5lIn0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg";
+    let token_file = temp_file("echo-token", token.as_bytes());
+    let sig = "c2VjcmV0LXNhcy1zaWduYXR1cmUtMTIzNA%3D%3D";
+    let sas = format!("sv=2026-10-06&sp=rl&sr=s&se=2030-01-01T00%3A00%3A00Z&sig={sig}");
+    let cases = [
+        (
+            "shared key",
+            Credential::SharedKey {
+                account: ACCOUNT.into(),
+                key: svc.key.clone(),
+            },
+            svc.key.to_base64(),
+        ),
+        (
+            "sas",
+            Credential::Sas(SasToken::new(&sas).unwrap()),
+            "c2VjcmV0LXNhcy1zaWduYXR1cmUtMTIzNA".to_owned(),
+        ),
+        (
+            "bearer",
+            Credential::BearerTokenFile(token_file.clone()),
+            token.to_owned(),
+        ),
+    ];
+    for (what, credential, secret) in cases {
+        proxy.clear_log();
+        proxy.script([Fault::Echo], Fault::Forward);
+        let client = HandleClient::new(proxy.endpoint(), credential, options()).unwrap();
+        let err = client.list_handles(&list_req()).await.unwrap_err();
+        let text = format!("{err} | {err:?}");
+        let log = proxy.log();
+        assert_eq!(log.len(), 1, "{what}: a 400 is not retried");
+        // The service did echo the request's credential; the error holds none of it.
+        let sent = log[0]
+            .authorization
+            .as_deref()
+            .map(|a| a.rsplit([':', ' ']).next().unwrap().to_owned())
+            .unwrap_or_else(|| log[0].query.clone());
+        assert!(!sent.is_empty());
+        assert_no_piece_of(&text, &secret, what);
+        if what != "sas" {
+            assert_no_piece_of(&text, &sent, what);
+        }
+        assert!(text.contains("<redacted>"), "{what}: {text}");
+        assert_eq!(err.category(), ErrorCategory::InvalidRequest, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_bearer_token_with_a_stray_byte_is_refused_without_echoing_it() {
+    let svc = Service::start(store_with(1000, 1, 1)).await;
+    let proxy = Proxy::start(svc.running.addr).await;
+    let token = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOi\u{1}Jib2IifQ.c2lnbmF0dXJlLWJ5dGVz";
+    let file = temp_file("stray-byte-token", format!("{token}\n").as_bytes());
+    let client = HandleClient::new(
+        proxy.endpoint(),
+        Credential::BearerTokenFile(file),
+        options(),
+    )
+    .unwrap();
+    let err = client.list_handles(&list_req()).await.unwrap_err();
+    let text = format!("{err} | {err:?}");
+    for part in token.split('\u{1}') {
+        assert_no_piece_of(&text, part, "bearer");
+    }
+    assert!(text.contains("offset 29"), "{text}");
+    assert!(proxy.log().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn oversized_answers_are_refused_naming_the_limit() {
+    // The client's limits (`MAX_LIST_BODY`, `MAX_SMALL_BODY`), as documented.
+    const MAX_LIST_BODY: usize = 40 << 20;
+    const MAX_SMALL_BODY: usize = 64 << 10;
+    let svc = Service::start(store_with(1000, 1, 1)).await;
+    let proxy = Proxy::start(svc.running.addr).await;
+    let client = client(&proxy, &svc, options());
+    let close = CloseRequest {
+        target: root(),
+        handles: HandleSelector::All,
+        marker: None,
+    };
+    let huge = |status, bytes, content_length| Fault::Huge {
+        status,
+        bytes,
+        content_length,
+    };
+    // A list page beyond 5,000 handles' worth, announced or streamed.
+    for content_length in [true, false] {
+        proxy.script(
+            [huge(200, MAX_LIST_BODY + 1, content_length)],
+            Fault::Forward,
+        );
+        let err = client.list_handles(&list_req()).await.unwrap_err();
+        assert_eq!(err.category(), ErrorCategory::Protocol, "{err}");
+        assert!(err.to_string().contains("larger than 40 MiB"), "{err}");
+        assert!(err.to_string().contains("5,000 handles takes"), "{err}");
+    }
+    // A close answer (empty on the wire) that is not small.
+    proxy.script([huge(200, MAX_SMALL_BODY + 1, false)], Fault::Forward);
+    let err = client.force_close(&close).await.unwrap_err();
+    assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
+    // An error body that is not small: the status still tells what happened.
+    proxy.script([huge(409, 10 * MAX_SMALL_BODY, false)], Fault::Forward);
+    let err = client.list_handles(&list_req()).await.unwrap_err();
+    assert_eq!(err.storage_error().map(|e| e.status), Some(409), "{err}");
+    assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
+    assert_eq!(
+        svc.list_calls() + svc.close_calls(),
+        0,
+        "all answered by the proxy"
+    );
+    // Answers within the limits still work.
+    assert_eq!(list_ids(&client, 5000).await.unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI sends only what the protocol needs
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `share-hygiene handles close` against the service, with its key in the environment.
+async fn handles_close(svc: &Service, args: &[&str]) -> std::process::Output {
+    let url = format!("http://{}/{ACCOUNT}/{SHARE}", svc.running.addr);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
+        .args(["handles", "close", "--share-url", &url])
+        .args(args)
+        .env("AZURE_STORAGE_KEY", svc.key.to_base64())
+        .env_remove("AZURE_STORAGE_ACCOUNT")
+        .env_remove("AZURE_STORAGE_SAS_TOKEN")
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+async fn open_handles(store: &MemoryStore) -> Vec<share_hygiene::protocol::Handle> {
+    pages(store, root(), None)
+        .try_collect::<Vec<ListPage>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|p| p.handles)
+        .collect()
+}
+
+#[tokio::test]
+async fn handles_close_by_id_at_a_file_sends_one_force_close_request() {
+    let svc = Service::start(store_with(10, 9, 10)).await;
+    let open = open_handles(&svc.store).await;
+    let victim = &open[17];
+    let id = victim.handle_id.0.to_string();
+    handles_close(&svc, &["--handle-id", &id, "--path", &victim.path]).await;
+    assert_eq!(
+        (svc.list_calls(), svc.close_calls()),
+        (0, 1),
+        "one Force Close Handles request, at that path, and no listing"
+    );
+    assert_eq!(*svc.counts.closed_ids.lock().unwrap(), [victim.handle_id.0]);
+    assert_eq!(svc.store.stats().handles, 89);
+}
+
+#[tokio::test]
+async fn handles_close_all_sends_force_close_requests_only() {
+    // 90 handles on 9 files in d0..d2; the service closes 10 per call.
+    let svc = Service::start(store_with(10, 9, 10)).await;
+    let out = handles_close(&svc, &["--all", "--recursive", "-o", "json"]).await;
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["closed"], 90);
+    assert_eq!(summary["requests"], 9);
+    assert_eq!(svc.list_calls(), 0, "close --all lists nothing");
+    assert_eq!(svc.close_calls(), 9, "`*` requests following x-ms-marker");
+    assert_eq!(svc.store.stats().handles, 0);
+}
+
+#[tokio::test]
+async fn handles_close_by_id_below_a_directory_and_dry_runs_still_list() {
+    let svc = Service::start(store_with(10, 9, 10)).await;
+    let open = open_handles(&svc.store).await;
+    let victim = open.iter().find(|h| h.path.starts_with("d1/")).unwrap();
+
+    // A dry run lists and sends no close.
+    let out = handles_close(
+        &svc,
+        &[
+            "--all",
+            "--path",
+            "d1",
+            "--recursive",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 30);
+    assert_eq!((svc.list_calls() > 0, svc.close_calls()), (true, 0));
+
+    // A dry run by id at a file's path finds it there.
+    let out = handles_close(
+        &svc,
+        &[
+            "--handle-id",
+            &victim.handle_id.0.to_string(),
+            "--path",
+            &victim.path,
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["handleId"], victim.handle_id.0);
+    assert_eq!(svc.close_calls(), 0);
+
+    // By id under a directory: not on the directory itself, so it is found below and closed
+    // through its own path.
+    let id = victim.handle_id.0.to_string();
+    handles_close(&svc, &["--handle-id", &id, "--path", "d1"]).await;
+    assert_eq!(*svc.counts.closed_ids.lock().unwrap(), [victim.handle_id.0]);
+    assert_eq!(svc.store.stats().handles, 89);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A sweep whose service dies gives up within the client's per-call limit
+// ---------------------------------------------------------------------------------------------
+
+/// A share's client, counting the handles it closed by id; after `kill_after`, the proxy goes
+/// silent (the service "dies": connections stay open, nothing answers), once.
+struct KillAfter {
+    inner: HandleClient,
+    closed: Arc<AtomicU64>,
+    kill_after: u64,
+    kill: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl HandleService for KillAfter {
+    fn list_handles<'a>(&'a self, req: &'a ListRequest) -> BoxFuture<'a, Result<ListPage, Error>> {
+        self.inner.list_handles(req)
+    }
+
+    fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>> {
+        Box::pin(async move {
+            let page = self.inner.force_close(req).await?;
+            if matches!(req.handles, HandleSelector::Id(_))
+                && page.closed > 0
+                && self.closed.fetch_add(1, Ordering::SeqCst) + 1 == self.kill_after
+            {
+                (self.kill)();
+            }
+            Ok(page)
+        })
+    }
+}
+
+/// Runs a sweep over `shares` shares on one endpoint (each: 3 stale files of 10 handles closed
+/// by id, and a rename-guarded directory closed with `*`), kills the service after 40 closes,
+/// and checks that the sweep ends within the give-up bound and reports only what happened.
+async fn sweep_through_a_death(death: Fault) {
+    use share_hygiene::api::HandlePolicySpec;
+    use share_hygiene::sweep::{Outcome, SweepInput, SweepOptions, never_stop, sweep};
+
+    const SHARES: usize = 10;
+    /// The give-up bound under test: the client's per-call limit.
+    const BOUND: Duration = Duration::from_secs(2);
+    /// Time for everything but waiting: rendering, scheduling on a busy machine.
+    const MARGIN: Duration = Duration::from_millis(1500);
+
+    let store = MemoryStore::new(1000);
+    let stale = OpenSpec {
+        open_time: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48),
+        ..spec(10, false)
+    };
+    let names: Vec<String> = (0..SHARES).map(|i| format!("share-{i}")).collect();
+    for name in &names {
+        store.create_share(name).unwrap();
+        for f in 0..3 {
+            store.open(name, &format!("data/f{f}.dat"), &stale).unwrap();
+        }
+        store.open(name, "guarded/g.dat", &spec(5, false)).unwrap();
+    }
+    let svc = Service::start(store).await;
+    let proxy = Proxy::start(svc.running.addr).await;
+
+    let endpoint = proxy.endpoint().to_string();
+    let shares: String = names
+        .iter()
+        .map(|n| format!("  - {{ endpoint: \"{endpoint}\", share: {n}, credentialsSecretRef: {{ name: k }} }}\n"))
+        .collect();
+    let spec: HandlePolicySpec = serde_saphyr::from_str(&format!(
+        "mode: Enforce\nshares:\n{shares}rules:\n  stale: {{ openLongerThan: 1h }}\n  renameGuard: {{ paths: [guarded] }}\nlimits: {{ maxClosesPerSweep: 100000, safetyValvePercent: 100 }}\n"
+    ))
+    .unwrap();
+    let policy = share_hygiene::policy::compile(&spec).unwrap();
+
+    let died = Arc::new(Mutex::new(None::<Instant>));
+    let kill: Arc<dyn Fn() + Send + Sync> = {
+        let (state, died) = (proxy.state.clone(), died.clone());
+        Arc::new(move || {
+            let mut script = state.script.lock().unwrap();
+            script.queue.clear();
+            script.otherwise = death.clone();
+            died.lock().unwrap().get_or_insert_with(Instant::now);
+        })
+    };
+    let closed = Arc::new(AtomicU64::new(0));
+    let options = ClientOptions {
+        request_timeout: BOUND,
+        operation_timeout: BOUND,
+        ..options()
+    };
+    let services = names
+        .iter()
+        .map(|_| {
+            let svc: Arc<dyn HandleService> = Arc::new(KillAfter {
+                inner: client(&proxy, &svc, options.clone()),
+                closed: closed.clone(),
+                kill_after: 40,
+                kill: kill.clone(),
+            });
+            Ok(svc)
+        })
+        .collect();
+    let input = SweepInput {
+        policy: &policy,
+        services,
+        cluster: None,
+        orphans: Default::default(),
+        now: jiff::Timestamp::now(),
+        stop: never_stop(),
+    };
+    let report = sweep(input, &SweepOptions::default()).await;
+    let ended = Instant::now();
+
+    let died = died.lock().unwrap().expect("the service died mid-sweep");
+    let after_death = ended - died;
+    assert!(
+        after_death < BOUND + MARGIN,
+        "the sweep went on for {after_death:?} after the service died (bound {BOUND:?})"
+    );
+
+    // True: every handle reported closed is closed, and every handle the service closed by id
+    // is reported closed (its answer came back before the death).
+    let still_open: BTreeSet<(String, u64)> = {
+        let mut open = BTreeSet::new();
+        for name in &names {
+            let target = Target::directory(name, "", true);
+            let pages: Vec<ListPage> = pages(&*svc.store, target, None)
+                .try_collect()
+                .await
+                .unwrap();
+            open.extend(
+                pages
+                    .iter()
+                    .flat_map(|p| &p.handles)
+                    .map(|h| (name.clone(), h.handle_id.0)),
+            );
+        }
+        open
+    };
+    let reported_closed: BTreeSet<u64> = report
+        .decisions
+        .iter()
+        .filter(|d| d.outcome == Outcome::Closed)
+        .map(|d| d.handle_id.0)
+        .collect();
+    let service_closed: BTreeSet<u64> = svc
+        .counts
+        .closed_ids
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(
+        reported_closed, service_closed,
+        "closed by id: reported as the service did"
+    );
+    for d in &report.decisions {
+        let open = still_open.contains(&(d.share.clone(), d.handle_id.0));
+        match d.outcome {
+            Outcome::Closed | Outcome::ClosedByWildcard => {
+                assert!(
+                    !open,
+                    "{} {} reported closed but open",
+                    d.share, d.handle_id.0
+                )
+            }
+            Outcome::Failed | Outcome::NotClosed(_) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    // Failed: only closes that were sent and got no answer, at most the ones in flight (8 per
+    // share, 4 shares at once).
+    let failed = report
+        .decisions
+        .iter()
+        .filter(|d| d.outcome == Outcome::Failed)
+        .count();
+    assert!(failed <= 32, "{failed} reported failed");
+    let reported: u64 = report.shares.iter().map(|s| s.closed_total()).sum();
+    assert_eq!(
+        reported,
+        stat(&svc.counts.closed),
+        "the closed counts are what the service closed"
+    );
+    assert!(reported >= 40 && reported < (SHARES as u64) * 35);
+    // The shares not finished when it died failed as unreachable; none claims more.
+    let failed: Vec<_> = report
+        .shares
+        .iter()
+        .filter_map(|s| s.error.as_ref())
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.category == ErrorCategory::Unreachable),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sweep_gives_up_within_the_bound_when_its_service_goes_silent() {
+    sweep_through_a_death(Fault::Silent).await;
+}
+
+#[tokio::test]
+async fn a_sweep_gives_up_within_the_bound_when_its_service_is_killed() {
+    sweep_through_a_death(Fault::Drop).await;
 }

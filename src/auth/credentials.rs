@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use super::AccountKey;
 
-/// A SAS token (the query string without a leading `?`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SasToken(String);
+/// A SAS token (the query string without a leading `?`), kept in a secret box: never in
+/// `Debug`, `Display` or errors, zeroed on drop.
+#[derive(Clone)]
+pub struct SasToken(SecretString);
 
 impl SasToken {
     /// Wraps a token, dropping a leading `?`. Refuses one without `sig`.
@@ -21,12 +24,20 @@ impl SasToken {
                 "the SAS token has no 'sig' parameter (expected a query string like sv=...&sig=...)".into(),
             ));
         }
-        Ok(Self(token.to_owned()))
+        Ok(Self(token.into()))
     }
 
     /// The token as a query string, for appending to a request URL.
     pub fn query(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
+    }
+
+    /// The value of its `sig` parameter (percent-encoded, as in the token).
+    pub fn signature(&self) -> &str {
+        self.query()
+            .split('&')
+            .find_map(|p| p.strip_prefix("sig="))
+            .unwrap_or_default()
     }
 }
 
@@ -78,11 +89,18 @@ impl ConnectionString {
     /// Parses `Key=Value;Key=Value` (keys case-insensitive; values may contain `=`).
     pub fn parse(s: &str) -> Result<Self, CredentialError> {
         let mut parts = BTreeMap::new();
-        for item in s.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+        let items: Vec<&str> = s
+            .split(';')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .collect();
+        for (n, item) in items.iter().enumerate() {
             let Some((k, v)) = item.split_once('=') else {
-                let name = item.chars().take(32).collect::<String>();
+                // Not the part itself: it may be a key or a signature that lost its name.
                 return Err(CredentialError::Invalid(format!(
-                    "connection string part {name:?} is not Key=Value"
+                    "connection string part {} of {} is not Key=Value",
+                    n + 1,
+                    items.len()
                 )));
             };
             parts.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
@@ -238,12 +256,17 @@ mod tests {
             ),
             (&format!("AccountKey={KEY}") as &str, "no AccountName"),
             ("AccountName=a;AccountKey=!!", "AccountKey"),
-            ("AccountName=a;garbage", "not Key=Value"),
+            ("AccountName=a;garbage", "part 2 of 2 is not Key=Value"),
+            (
+                "AccountName=a;c2VjcmV0LWtleS1ieXRlcw",
+                "part 2 of 2 is not Key=Value",
+            ),
             ("SharedAccessSignature=sv=1&sp=r", "no 'sig'"),
         ] {
             let err = ConnectionString::parse(cs).unwrap_err().to_string();
             assert!(err.contains(want), "{cs}: {err}");
-            assert!(!err.contains("!!") && !err.contains(KEY), "{err}");
+            assert!(!err.contains("!!") && !err.contains(&KEY[..8]), "{err}");
+            assert!(!err.contains("garbage") && !err.contains("sp=r"), "{err}");
         }
     }
 }

@@ -5,25 +5,32 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 
 use share_hygiene::auth::{Credential, SasToken, credential_from_keys};
 use share_hygiene::handles::client::{ClientOptions, HandleClient, ShareUrl};
 
+/// A secret command-line value: boxed at once, so it never reaches `Debug` or an error.
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(value.into())
+}
+
 /// How to authenticate: flags, then the environment variables `az` uses, then a file.
+/// `Debug` shows the secrets as `[REDACTED]`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CredentialArgs {
     /// The storage account name (defaults to the one in the URL).
     #[arg(long, env = "AZURE_STORAGE_ACCOUNT")]
     pub account_name: Option<String>,
     /// The account key (base64).
-    #[arg(long, env = "AZURE_STORAGE_KEY", hide_env_values = true)]
-    pub account_key: Option<String>,
+    #[arg(long, env = "AZURE_STORAGE_KEY", hide_env_values = true, value_parser = secret)]
+    pub account_key: Option<SecretString>,
     /// A SAS token (the query string).
-    #[arg(long, env = "AZURE_STORAGE_SAS_TOKEN", hide_env_values = true)]
-    pub sas_token: Option<String>,
+    #[arg(long, env = "AZURE_STORAGE_SAS_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub sas_token: Option<SecretString>,
     /// A storage connection string.
-    #[arg(long, env = "AZURE_STORAGE_CONNECTION_STRING", hide_env_values = true)]
-    pub connection_string: Option<String>,
+    #[arg(long, env = "AZURE_STORAGE_CONNECTION_STRING", hide_env_values = true, value_parser = secret)]
+    pub connection_string: Option<SecretString>,
     /// A YAML or JSON file with the keys of a credentials Secret: accountName + accountKey,
     /// sasToken, or connectionString.
     #[arg(long)]
@@ -58,22 +65,24 @@ impl CredentialArgs {
         }
         let mut data = BTreeMap::new();
         if let Some(key) = &self.account_key {
-            data.insert("accountKey".to_owned(), key.clone());
+            data.insert("accountKey".to_owned(), key.expose_secret().to_owned());
         } else if let Some(sas) = &self.sas_token {
-            data.insert("sasToken".to_owned(), sas.clone());
+            data.insert("sasToken".to_owned(), sas.expose_secret().to_owned());
         } else if let Some(cs) = &self.connection_string {
-            data.insert("connectionString".to_owned(), cs.clone());
+            data.insert("connectionString".to_owned(), cs.expose_secret().to_owned());
         } else if let Some(path) = &self.credentials_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the credentials file {}", path.display()))?;
-            data = serde_saphyr::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!(
-                        "the credentials file {} is not a YAML/JSON map of strings",
-                        path.display()
-                    )
-                })?;
+            // The parser's message quotes the offending line, which holds a secret: say where.
+            data = serde_saphyr::from_str(&text).map_err(|e| {
+                let at = e.location().map_or_else(String::new, |l| {
+                    format!(" (at line {}, column {})", l.line(), l.column())
+                });
+                anyhow::anyhow!(
+                    "the credentials file {} is not a YAML/JSON map of strings{at}; its content is not shown",
+                    path.display()
+                )
+            })?;
         } else if let Some(path) = &self.bearer_token_file {
             return Ok(Credential::BearerTokenFile(path.clone()));
         } else if let Some(sas) = url_sas {
@@ -95,7 +104,83 @@ pub fn client_for(
     options: ClientOptions,
 ) -> Result<(HandleClient, ShareUrl)> {
     let share_url = ShareUrl::parse(url).context("--share-url")?;
-    let credential = creds.credential(share_url.sas.as_deref(), share_url.endpoint.account())?;
+    let url_sas = share_url.sas.as_ref().map(ExposeSecret::expose_secret);
+    let credential = creds.credential(url_sas, share_url.endpoint.account())?;
     let client = HandleClient::new(share_url.endpoint.clone(), credential, options)?;
     Ok((client, share_url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        creds: CredentialArgs,
+    }
+
+    const KEY: &str = "c2VjcmV0LWFjY291bnQta2V5LWJ5dGVzLTEyMzQ1Njc4";
+    const SIG: &str = "c2VjcmV0LXNhcy1zaWduYXR1cmU%3D";
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn debug_shows_no_key_sas_or_connection_string() {
+        let sas = format!("sv=2026-10-06&sp=rl&sig={SIG}");
+        let cs = format!("AccountName=acct;AccountKey={KEY}");
+        for args in [
+            ["--account-key", KEY],
+            ["--sas-token", sas.as_str()],
+            ["--connection-string", cs.as_str()],
+        ] {
+            let cli = parse(&args);
+            let shown = format!("{cli:?} {:?}", cli.creds.clone());
+            assert!(
+                !shown.contains(&KEY[..12]) && !shown.contains(&SIG[..12]),
+                "{shown}"
+            );
+            assert!(shown.contains("REDACTED"), "{shown}");
+            let credential = cli.creds.credential(None, "acct").unwrap();
+            let shown = format!("{credential:?}");
+            assert!(
+                !shown.contains(&KEY[..12]) && !shown.contains(&SIG[..12]),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_credentials_file_is_located_not_quoted() {
+        let path = std::env::temp_dir().join(format!("creds-{}.yaml", std::process::id()));
+        std::fs::write(&path, format!("accountName: acct\naccountKey: [{KEY}\n")).unwrap();
+        let cli = parse(&["--credentials-file", path.to_str().unwrap()]);
+        let err = format!("{:#}", cli.creds.credential(None, "acct").unwrap_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains(&KEY[..12]), "{err}");
+    }
+
+    #[test]
+    fn errors_from_a_bad_key_sas_or_connection_string_hold_no_part_of_it() {
+        let bad_key = "c2VjcmV0LWFj!Y291bnQta2V5";
+        let bad_sas = "sv=2026-10-06&sp=rl&signature=c2VjcmV0LXNhcy1zaWduYXR1cmU";
+        let bad_cs = "AccountName=acct;c2VjcmV0LWFjY291bnQta2V5";
+        for (args, secret) in [
+            (["--account-key", bad_key], bad_key),
+            (["--sas-token", bad_sas], "c2VjcmV0LXNhcy1zaWduYXR1cmU"),
+            (["--connection-string", bad_cs], "c2VjcmV0LWFjY291bnQta2V5"),
+        ] {
+            let err = parse(&args).creds.credential(None, "acct").unwrap_err();
+            let text = format!("{err:#} {err:?}");
+            let chars: Vec<char> = secret.chars().collect();
+            for piece in chars.windows(6) {
+                let piece: String = piece.iter().collect();
+                assert!(!text.contains(&piece), "{args:?}: {text} holds {piece:?}");
+            }
+        }
+    }
 }

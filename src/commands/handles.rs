@@ -15,7 +15,9 @@ use super::{ExitCode, table};
 use share_hygiene::duration::HumanDuration;
 use share_hygiene::glob::NameGlob;
 use share_hygiene::handles::client::ClientOptions;
-use share_hygiene::handles::{HandleService, close_all, pages};
+use share_hygiene::handles::{
+    CloseOutcome, Error as HandleError, ErrorCategory, HandleService, close_all, pages,
+};
 use share_hygiene::protocol::{Handle, HandleId, HandleSelector, ServiceVersion, Target};
 
 /// List or close open handles on a share.
@@ -84,13 +86,15 @@ pub struct ListArgs {
 pub struct CloseArgs {
     #[command(flatten)]
     location: Location,
-    /// Close this handle (found under --path; closed through its own path).
+    /// Close this handle: at --path when it is open there (one request), else found below
+    /// --path (or the root) and closed through its own path.
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     handle_id: Option<u64>,
-    /// Close every handle on the path (and below it with --recursive).
+    /// Close every handle on the path (and below it with --recursive), with Force Close
+    /// Handles requests only: nothing is listed first.
     #[arg(long)]
     all: bool,
-    /// Show what would be closed; send no Force Close Handles request.
+    /// List what would be closed; send no Force Close Handles request.
     #[arg(long)]
     dry_run: bool,
     /// Output format of the summary.
@@ -210,46 +214,27 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct CloseSummary {
-    dry_run: bool,
-    /// Handles that were (or, in a dry run, would be) closed.
-    would_close: usize,
     closed: u64,
     failed: u64,
     requests: u64,
 }
 
+/// `handles close`: sends only what the close needs. `--all` sends Force Close Handles with
+/// `x-ms-handle-id: *` (following `x-ms-marker`) and lists nothing; `--handle-id` closes at
+/// `--path` at once and searches below it only when the handle is not there. Only `--dry-run`
+/// lists what would be closed.
 async fn close(args: CloseArgs) -> Result<ExitCode> {
     let loc = &args.location;
     let (client, url) = client_for(&loc.share_url, &loc.creds, loc.options()?)?;
     let path = loc.full_path(&url.path);
-    let (target, selector, in_scope) = match args.handle_id {
-        Some(id) => {
-            // A handle is closed through its own path: find it under the given path first.
-            let search = Target::directory(&url.share, path.clone(), true);
-            let found = collect(&client, search, 5000, |h| h.handle_id == HandleId(id)).await?;
-            let Some(handle) = found.into_iter().next() else {
-                bail!("handle {id} is not open under {}/{path}", url.share);
-            };
-            let target = Target::resource(&url.share, handle.path.clone());
-            (target, HandleSelector::Id(HandleId(id)), vec![handle])
-        }
-        None => {
-            let target = loc.target(&url.share, path);
-            let in_scope = collect(&client, target.clone(), 5000, |_| true).await?;
-            (target, HandleSelector::All, in_scope)
-        }
-    };
-    let mut summary = CloseSummary {
-        dry_run: args.dry_run,
-        would_close: in_scope.len(),
-        closed: 0,
-        failed: 0,
-        requests: 0,
-    };
     if args.dry_run {
+        let in_scope = match args.handle_id {
+            Some(id) => vec![locate(&client, &url.share, &path, id).await?],
+            None => collect(&client, loc.target(&url.share, path), 5000, |_| true).await?,
+        };
         print_handles(&in_scope, args.output)?;
         eprintln!(
             "dry run: {} handle(s) would be closed; nothing was sent",
@@ -257,12 +242,50 @@ async fn close(args: CloseArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::Ok);
     }
+    let mut summary = CloseSummary::default();
+    let (target, selector) = match args.handle_id {
+        // A handle is closed through its own path: --path names it (a file, or a directory's
+        // own handle), as `az storage share close-handle --handle-id ID --path P` does.
+        Some(id) if !path.is_empty() && !loc.recursive => {
+            let target = Target::resource(&url.share, path.clone());
+            let first = close_all(&client, target, HandleSelector::Id(HandleId(id))).await;
+            summary.add(&first);
+            if first.error.is_some() || first.closed + first.failed > 0 {
+                return finish(summary, first.error, args.output);
+            }
+            // Not on the path itself: when the path is a directory, it may be below it.
+            let handle = find_below(&client, &url.share, &path, id).await?;
+            (
+                Target::resource(&url.share, handle.path),
+                HandleSelector::Id(HandleId(id)),
+            )
+        }
+        Some(id) => {
+            let handle = find_below(&client, &url.share, &path, id).await?;
+            (
+                Target::resource(&url.share, handle.path),
+                HandleSelector::Id(HandleId(id)),
+            )
+        }
+        None => (loc.target(&url.share, path), HandleSelector::All),
+    };
     let outcome = close_all(&client, target, selector).await;
-    summary.closed = outcome.closed;
-    summary.failed = outcome.failed;
-    summary.requests = outcome.calls;
-    print_summary(&summary, args.output)?;
-    if let Some(e) = outcome.error {
+    summary.add(&outcome);
+    finish(summary, outcome.error, args.output)
+}
+
+impl CloseSummary {
+    fn add(&mut self, outcome: &CloseOutcome) {
+        self.closed += outcome.closed;
+        self.failed += outcome.failed;
+        self.requests += outcome.calls;
+    }
+}
+
+/// Prints the summary; the exit code says whether every handle closed.
+fn finish(summary: CloseSummary, error: Option<HandleError>, output: Output) -> Result<ExitCode> {
+    print_summary(&summary, output)?;
+    if let Some(e) = error {
         return Err(e).context(format!(
             "closing stopped after {} closed, {} failed",
             summary.closed, summary.failed
@@ -273,6 +296,45 @@ async fn close(args: CloseArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+/// Finds handle `id` on `path` itself (listed without x-ms-recursive, which a file refuses),
+/// else below it.
+async fn locate(client: &dyn HandleService, share: &str, path: &str, id: u64) -> Result<Handle> {
+    if !path.is_empty() {
+        let own = Target::resource(share, path.to_owned());
+        let found = collect(client, own, 5000, |h| h.handle_id == HandleId(id)).await?;
+        if let Some(handle) = found.into_iter().next() {
+            return Ok(handle);
+        }
+    }
+    find_below(client, share, path, id).await
+}
+
+/// Finds handle `id` on or below `path` (the share root when empty); a path that is a file
+/// refuses the recursive listing, and then the handle is not there.
+async fn find_below(
+    client: &dyn HandleService,
+    share: &str,
+    path: &str,
+    id: u64,
+) -> Result<Handle> {
+    let search = Target::directory(share, path.to_owned(), true);
+    let found = match collect(client, search, 5000, |h| h.handle_id == HandleId(id)).await {
+        Ok(found) => found,
+        Err(e)
+            if !path.is_empty()
+                && e.downcast_ref::<HandleError>()
+                    .is_some_and(|e| e.category() == ErrorCategory::InvalidRequest) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(handle) = found.into_iter().next() else {
+        bail!("handle {id} is not open on or below {share}/{path}");
+    };
+    Ok(handle)
 }
 
 fn print_summary(s: &CloseSummary, output: Output) -> Result<()> {

@@ -6,6 +6,7 @@
 //! share. A share that fails is reported and closes nothing; the others go on.
 
 mod act;
+mod give_up;
 mod observe;
 mod report;
 
@@ -99,10 +100,14 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         now: input.now,
     };
 
+    // Shares of one endpoint are given up on together when it stops answering.
+    let endpoints: Vec<&str> = policy.shares.iter().map(|s| s.endpoint.as_str()).collect();
+    let (services, given_up) = give_up::guard(input.services, &endpoints);
+
     // Observe every share (bounded concurrency), keeping only counts and condemned handles.
     let observations: Vec<Result<Observation, Error>> =
         futures::stream::iter(0..policy.shares.len())
-            .map(|i| observe_share(i, policy, &input.services, &classifier, options))
+            .map(|i| observe_share(i, policy, &services, &classifier, options))
             .buffered(options.share_concurrency.max(1))
             .collect()
             .await;
@@ -156,7 +161,8 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
         futures::stream::iter((0..shares.len()).map(|s| {
             let close_plan = &close_plan;
             let condemned = &condemned;
-            let services = &input.services;
+            let services = &services;
+            let given_up = &given_up;
             let stop = &input.stop;
             async move {
                 let by_id: Vec<usize> = (0..condemned.len())
@@ -167,8 +173,16 @@ pub async fn sweep(input: SweepInput<'_>, options: &SweepOptions) -> SweepReport
                 let wild: Vec<usize> = (0..close_plan.wildcards.len())
                     .filter(|&w| close_plan.wildcards[w].share == s)
                     .collect();
+                let has_work = !by_id.is_empty() || !wild.is_empty();
                 let acted = match services.get(s) {
-                    Some(Ok(svc)) if !by_id.is_empty() || !wild.is_empty() => {
+                    // Its endpoint stopped answering while other shares were observed or
+                    // acted on: nothing is sent, and nothing is claimed.
+                    Some(Ok(_)) if has_work && given_up.share(s) => act::Acted {
+                        outcomes: Vec::new(),
+                        wildcards: wild.iter().map(|_| None).collect(),
+                        error: Some(give_up::not_attempted(&policy.shares[s].share)),
+                    },
+                    Some(Ok(svc)) if has_work => {
                         let items: Vec<_> = by_id.iter().map(|&i| &condemned[i]).collect();
                         let ws: Vec<_> = wild.iter().map(|&w| &close_plan.wildcards[w]).collect();
                         act::act(

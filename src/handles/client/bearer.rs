@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// The token file and the last token read from it.
+use secrecy::{ExposeSecret, SecretString};
+
+/// The token file and the last token read from it (in a secret box: zeroed on drop, never
+/// printed).
 pub struct BearerFile {
     path: PathBuf,
-    cached: Mutex<Option<(Option<SystemTime>, u64, String)>>,
+    cached: Mutex<Option<(Option<SystemTime>, u64, SecretString)>>,
 }
 
 impl BearerFile {
@@ -21,8 +24,10 @@ impl BearerFile {
     }
 
     /// The current token: the cached one while the file's modification time and size are
-    /// unchanged, else the file's content, trimmed.
-    pub fn token(&self) -> Result<String, String> {
+    /// unchanged, else the file's content, trimmed. A token that cannot travel in a header (a
+    /// control character, a space, a non-ASCII byte) is refused by its position only: no part
+    /// of it reaches the message.
+    pub fn token(&self) -> Result<SecretString, String> {
         let meta = std::fs::metadata(&self.path)
             .map_err(|e| format!("reading the bearer token file {}: {e}", self.path.display()))?;
         let stamp = (meta.modified().ok(), meta.len());
@@ -32,16 +37,25 @@ impl BearerFile {
         {
             return Ok(token.clone());
         }
-        let token = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("reading the bearer token file {}: {e}", self.path.display()))?
-            .trim()
-            .to_owned();
+        let raw =
+            SecretString::from(std::fs::read_to_string(&self.path).map_err(|e| {
+                format!("reading the bearer token file {}: {e}", self.path.display())
+            })?);
+        let token = raw.expose_secret().trim();
         if token.is_empty() {
             return Err(format!(
                 "the bearer token file {} is empty",
                 self.path.display()
             ));
         }
+        // RFC 6750's token68 is visible ASCII; anything else would not fit the header.
+        if let Some(at) = token.bytes().position(|b| !b.is_ascii_graphic()) {
+            return Err(format!(
+                "the bearer token in {} holds a byte that cannot be sent in a header (a control character, space or non-ASCII byte) at offset {at}; the token is not shown",
+                self.path.display()
+            ));
+        }
+        let token = SecretString::from(token);
         *cached = Some((stamp.0, stamp.1, token.clone()));
         Ok(token)
     }
@@ -58,9 +72,13 @@ mod tests {
         let path = dir.join("token");
         std::fs::write(&path, "first\n").unwrap();
         let file = BearerFile::new(&path);
-        assert_eq!(file.token().unwrap(), "first");
+        assert_eq!(file.token().unwrap().expose_secret(), "first");
         std::fs::write(&path, "second-token").unwrap(); // Different size: seen even within one mtime tick.
-        assert_eq!(file.token().unwrap(), "second-token");
+        assert_eq!(file.token().unwrap().expose_secret(), "second-token");
+        std::fs::write(&path, "eyJhbGciOi\u{1}JSUzI1NiJ9").unwrap();
+        let err = file.token().unwrap_err();
+        assert!(err.contains("offset 10"), "{err}");
+        assert!(!err.contains("eyJ") && !err.contains("JSUz"), "{err}");
         std::fs::write(&path, "").unwrap();
         assert!(file.token().unwrap_err().contains("empty"));
         std::fs::remove_dir_all(&dir).unwrap();

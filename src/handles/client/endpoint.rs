@@ -4,6 +4,7 @@
 use std::fmt;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use secrecy::SecretString;
 
 /// What stays unencoded in a path segment: RFC 3986 unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -37,7 +38,7 @@ pub struct InvalidUrl {
 }
 
 /// A share URL split into its endpoint, share and path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ShareUrl {
     /// The account's endpoint.
     pub endpoint: Endpoint,
@@ -45,8 +46,8 @@ pub struct ShareUrl {
     pub share: String,
     /// The decoded path below the share (empty for the root).
     pub path: String,
-    /// A SAS token found in the URL's query, if any.
-    pub sas: Option<String>,
+    /// A SAS token found in the URL's query, if any (`Debug` shows `[REDACTED]`).
+    pub sas: Option<SecretString>,
 }
 
 impl Endpoint {
@@ -125,7 +126,10 @@ impl ShareUrl {
             endpoint: split.endpoint,
             share,
             path: rest.collect::<Vec<_>>().join("/"),
-            sas: split.query.filter(|q| !q.is_empty()),
+            sas: split
+                .query
+                .filter(|q| !q.is_empty())
+                .map(SecretString::from),
         })
     }
 }
@@ -261,7 +265,11 @@ mod tests {
     fn sas_in_url_is_kept_but_never_in_errors() {
         let u =
             ShareUrl::parse("https://acct.file.core.windows.net/share?sv=1&sig=SECRET").unwrap();
-        assert_eq!(u.sas.as_deref(), Some("sv=1&sig=SECRET"));
+        assert_eq!(
+            u.sas.as_ref().map(secrecy::ExposeSecret::expose_secret),
+            Some("sv=1&sig=SECRET")
+        );
+        assert!(!format!("{u:?}").contains("SECRET"), "{u:?}");
         let err = ShareUrl::parse("ftp://acct.file.core.windows.net/share?sig=SECRET").unwrap_err();
         assert!(!err.to_string().contains("SECRET"), "{err}");
     }

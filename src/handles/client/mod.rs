@@ -6,7 +6,9 @@
 //! a retry budget, bounded by a per-request and a per-call timeout.
 
 mod bearer;
+mod body;
 mod endpoint;
+mod redact;
 mod retry;
 
 use std::sync::Arc;
@@ -25,10 +27,18 @@ use crate::protocol::{
     StorageError, Target, decode_error, decode_list,
 };
 
+pub use body::{MAX_LIST_BODY, MAX_SMALL_BODY};
 pub use endpoint::{Endpoint, InvalidUrl, ShareUrl};
 pub use retry::{RetryBudget, RetryPolicy, is_retryable_status, parse_retry_after};
 
 use bearer::BearerFile;
+use body::{BodyError, read_limited};
+use redact::Redactor;
+use secrecy::ExposeSecret;
+
+/// The default per-call limit, retries included ([`ClientOptions::operation_timeout`]): a
+/// service that has not answered a call in this long is given up on.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -37,7 +47,9 @@ pub struct ClientOptions {
     pub version: ServiceVersion,
     /// The longest one HTTP exchange may take.
     pub request_timeout: Duration,
-    /// The longest one call may take, retries and waits included.
+    /// The longest one call may take, retries and waits included: the give-up bound. A sweep
+    /// gives up on an endpoint the first time a call to it ends without an answer, so a sweep
+    /// whose service dies ends within this bound (see docs/sweep.md).
     pub operation_timeout: Duration,
     /// When to retry.
     pub retry: RetryPolicy,
@@ -50,7 +62,7 @@ impl Default for ClientOptions {
         Self {
             version: ServiceVersion::DEFAULT,
             request_timeout: Duration::from_secs(30),
-            operation_timeout: Duration::from_secs(120),
+            operation_timeout: GIVE_UP_AFTER,
             retry: RetryPolicy::default(),
             retry_budget: 20,
         }
@@ -180,7 +192,8 @@ impl HandleClient {
         &self.stats
     }
 
-    /// Sends one call, retrying as the options say, within the per-call timeout.
+    /// Sends one call, retrying as the options say, within the per-call timeout; a successful
+    /// answer's body may hold at most `limit` bytes.
     async fn call(
         &self,
         operation: &'static str,
@@ -188,13 +201,14 @@ impl HandleClient {
         target: &Target,
         query: &[(&'static str, String)],
         headers: &[(&'static str, String)],
+        limit: usize,
     ) -> Result<Answer, Error> {
         let deadline = Instant::now() + self.options.operation_timeout;
         let run = async {
             let mut retry = 0;
             loop {
                 let outcome = self
-                    .attempt(operation, method.clone(), target, query, headers)
+                    .attempt(operation, method.clone(), target, query, headers, limit)
                     .await;
                 let (error, retry_after) = match outcome {
                     Attempt::Done(resp) => return Ok(resp),
@@ -240,9 +254,10 @@ impl HandleClient {
         target: &Target,
         query: &[(&'static str, String)],
         extra: &[(&'static str, String)],
+        limit: usize,
     ) -> Attempt {
         let started = Instant::now();
-        let request = match self.build(method, target, query, extra) {
+        let (request, redactor) = match self.build(method, target, query, extra) {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e),
         };
@@ -274,9 +289,13 @@ impl HandleClient {
             // The body is read inside the attempt, so a connection that breaks mid-body is
             // retried like one that breaks before the answer.
             let headers = resp.headers().clone();
-            return match resp.bytes().await {
+            return match read_limited(resp, limit).await {
                 Ok(body) => Attempt::Done(Answer { headers, body }),
-                Err(e) => Attempt::Retry {
+                Err(BodyError::TooLarge { limit }) => Attempt::Fail(Error::Protocol {
+                    target: describe(target),
+                    message: body::too_large(limit),
+                }),
+                Err(BodyError::Transport(e)) => Attempt::Retry {
                     error: Error::Transport {
                         target: describe(target),
                         message: format!("reading the answer: {}", error_chain(&e.without_url())),
@@ -295,7 +314,7 @@ impl HandleClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, Timestamp::now()));
-        let error = self.service_error(target, resp).await;
+        let error = service_error(target, resp, &redactor).await;
         if is_retryable_status(status) {
             Attempt::Retry { error, retry_after }
         } else {
@@ -303,14 +322,15 @@ impl HandleClient {
         }
     }
 
-    /// Builds and signs one request.
+    /// Builds and signs one request; the redactor holds the secrets it carries.
     fn build(
         &self,
         method: reqwest::Method,
         target: &Target,
         query: &[(&'static str, String)],
         extra: &[(&'static str, String)],
-    ) -> Result<reqwest::Request, Error> {
+    ) -> Result<(reqwest::Request, Redactor), Error> {
+        let mut redactor = Redactor::default();
         let mut url = self.endpoint.resource_url(&target.share, &target.path);
         let mut sep = '?';
         for (name, value) in query {
@@ -323,6 +343,7 @@ impl HandleClient {
         if let Credential::Sas(sas) = &self.credential {
             url.push(sep);
             url.push_str(sas.query());
+            redactor.add_encoded(sas.signature());
         }
         let url = reqwest::Url::parse(&url).map_err(|e| Error::Protocol {
             target: describe(target),
@@ -330,11 +351,16 @@ impl HandleClient {
         })?;
 
         let mut headers = HeaderMap::new();
+        // A value that cannot be sent is never repeated in the error: it may be a credential.
         let set = |headers: &mut HeaderMap, name: &'static str, value: &str| -> Result<(), Error> {
-            let value = HeaderValue::from_str(value).map_err(|_| Error::Protocol {
+            let mut value = HeaderValue::from_str(value).map_err(|_| Error::Protocol {
                 target: describe(target),
-                message: format!("header {name} cannot carry {value:?}"),
+                message: format!(
+                    "header {name} cannot carry its value: a control character or non-ASCII byte at offset {}",
+                    value.bytes().position(|b| !(b == b' ' || b == b'\t' || b.is_ascii_graphic())).unwrap_or(0)
+                ),
             })?;
+            value.set_sensitive(name == "authorization");
             headers.insert(HeaderName::from_static(name), value);
             Ok(())
         };
@@ -380,6 +406,7 @@ impl HandleClient {
                 };
                 let sts = auth::shared_key_string_to_sign(&view, account, url.path());
                 let signature = auth::sign(key, &sts);
+                redactor.add(&signature);
                 set(
                     &mut headers,
                     "authorization",
@@ -394,37 +421,57 @@ impl HandleClient {
                     .expect("a bearer credential has a token file")
                     .token()
                     .map_err(|message| Error::Credential { message })?;
+                redactor.add(token.expose_secret());
                 set(&mut headers, "x-ms-file-request-intent", "backup")?;
-                set(&mut headers, "authorization", &format!("Bearer {token}"))?;
+                set(
+                    &mut headers,
+                    "authorization",
+                    &format!("Bearer {}", token.expose_secret()),
+                )?;
             }
         }
         let mut request = reqwest::Request::new(method, url);
         *request.headers_mut() = headers;
-        Ok(request)
+        Ok((request, redactor))
     }
+}
 
-    /// The storage error of a failed response, from its body, `x-ms-error-code`, or status.
-    async fn service_error(&self, target: &Target, resp: reqwest::Response) -> Error {
-        let status = resp.status();
-        let request_id = header_str(resp.headers(), "x-ms-request-id");
-        let code_header = header_str(resp.headers(), "x-ms-error-code");
-        let body = resp.bytes().await.unwrap_or_default();
-        let error = decode_error(status.as_u16(), &body).unwrap_or_else(|| {
-            let code = code_header.clone().map_or_else(
-                || ErrorCode::Other(format!("Http{}", status.as_u16())),
-                |c| ErrorCode::parse(&c),
-            );
-            StorageError::new(
-                status.as_u16(),
-                code,
-                status.canonical_reason().unwrap_or("unexpected status"),
-            )
-        });
-        Error::Service {
-            target: describe(target),
-            request_id,
-            error: Box::new(error),
+/// The storage error of a failed response, from its body (at most [`MAX_SMALL_BODY`]),
+/// `x-ms-error-code`, or status; the request's secrets are cut out of what the service said.
+async fn service_error(target: &Target, resp: reqwest::Response, redactor: &Redactor) -> Error {
+    let status = resp.status();
+    let request_id = header_str(resp.headers(), "x-ms-request-id").map(|id| redactor.clean(&id));
+    let code_header = header_str(resp.headers(), "x-ms-error-code");
+    let (body, too_large) = match read_limited(resp, MAX_SMALL_BODY).await {
+        Ok(body) => (body, false),
+        Err(BodyError::TooLarge { .. }) => (bytes::Bytes::new(), true),
+        Err(BodyError::Transport(_)) => (bytes::Bytes::new(), false),
+    };
+    let mut error = decode_error(status.as_u16(), &body).unwrap_or_else(|| {
+        let code = code_header.clone().map_or_else(
+            || ErrorCode::Other(format!("Http{}", status.as_u16())),
+            |c| ErrorCode::parse(&c),
+        );
+        let mut message = status
+            .canonical_reason()
+            .unwrap_or("unexpected status")
+            .to_owned();
+        if too_large {
+            message.push_str(&format!(
+                " (the error body is larger than {}, the most this client reads of one; not read)",
+                body::size(MAX_SMALL_BODY)
+            ));
         }
+        StorageError::new(status.as_u16(), code, message)
+    });
+    error.message = redactor.clean(&error.message);
+    for (_, value) in &mut error.details {
+        *value = redactor.clean(value);
+    }
+    Error::Service {
+        target: describe(target),
+        request_id,
+        error: Box::new(error),
     }
 }
 
@@ -484,6 +531,7 @@ impl HandleService for HandleClient {
                     &req.target,
                     &query,
                     &[],
+                    MAX_LIST_BODY,
                 )
                 .await?;
             let list = decode_list(&answer.body).map_err(|e| Error::Protocol {
@@ -511,6 +559,7 @@ impl HandleService for HandleClient {
                     &req.target,
                     &query,
                     &headers,
+                    MAX_SMALL_BODY,
                 )
                 .await?;
             let h = &answer.headers;
