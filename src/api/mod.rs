@@ -6,6 +6,7 @@
 //! operator compiles and checks the rest (globs) in `policy::compile`, and a policy that fails
 //! gets a `Degraded` condition with reason `InvalidSpec` naming the field and the value.
 
+mod manifest;
 mod status;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use manifest::parse_manifest;
 pub use status::{
     CONDITION_DEGRADED, CONDITION_READY, HandlePolicyStatus, LastSweep, OrphanRecord, ShareStatus,
 };
@@ -68,7 +70,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
     )
 )]
 #[x_kube(validation = Rule::new("duration(self.interval) >= duration('30s')").message("interval must be at least 30s").field_path(".interval"))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HandlePolicySpec {
     /// `DryRun` reports what would be closed and closes nothing; `Enforce` closes.
     pub mode: Mode,
@@ -117,7 +119,7 @@ impl fmt::Display for Mode {
 
 /// One share to sweep.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShareSpec {
     /// The file service endpoint: `https://ACCOUNT.file.core.windows.net` for Azure Files, or a
     /// handle service's `http://HOST:PORT/ACCOUNT`.
@@ -137,6 +139,7 @@ pub struct ShareSpec {
 
 /// A Secret in the policy's namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// The Secret's name.
     #[schemars(length(min = 1, max = 253))]
@@ -147,6 +150,7 @@ pub struct SecretRef {
 /// (`logs/**` is `logs` and everything below it). Matched case-insensitively, as Azure Files
 /// and SMB match names.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Only paths matching one of these are in scope (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -165,7 +169,7 @@ impl MatchSpec {
 /// What counts as a leaked handle. A handle is condemned when any rule condemns it.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
 #[x_kube(validation = Rule::new("has(self.stale) || has(self.orphaned) || has(self.renameGuard)").message("give at least one rule: stale, orphaned or renameGuard"))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RulesSpec {
     /// Handles held longer than this (from the last reconnect when it is newer than the open).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,7 +187,7 @@ pub struct RulesSpec {
 
 /// The stale rule.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StaleRule {
     /// How long a handle may be held, e.g. `12h`.
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
@@ -192,7 +196,7 @@ pub struct StaleRule {
 
 /// The orphaned rule.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OrphanedRule {
     /// How long a client must have been unknown to the cluster, across sweeps (`0s`: at once).
     #[serde(default = "default_grace")]
@@ -206,6 +210,7 @@ fn default_grace() -> String {
 
 /// The rename guard.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RenameGuardRule {
     /// Paths (files or directories) that must stay renameable (compared case-insensitively).
     #[schemars(length(min = 1, max = 64))]
@@ -225,7 +230,7 @@ pub enum AccessRight {
 
 /// Clients whose handles are never closed, whatever the rules say.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProtectSpec {
     /// Client networks, IPv4 or IPv6 CIDRs (`10.1.0.0/16`, `fd00::/8`).
     #[serde(default, rename = "clientCIDRs", skip_serializing_if = "Vec::is_empty")]
@@ -244,7 +249,7 @@ impl ProtectSpec {
 
 /// Caps on one sweep.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// The most handles one sweep closes; the rest wait for the next sweep.
     #[serde(default = "default_max_closes")]

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use share_hygiene::auth::{Credential, SasToken, credential_from_keys};
+use share_hygiene::document::from_yaml;
 use share_hygiene::handles::client::{ClientOptions, HandleClient, ShareUrl};
 
 /// How to authenticate: flags, then the environment variables `az` uses, then a file.
@@ -66,14 +67,11 @@ impl CredentialArgs {
         } else if let Some(path) = &self.credentials_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the credentials file {}", path.display()))?;
-            data = serde_saphyr::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!(
-                        "the credentials file {} is not a YAML/JSON map of strings",
-                        path.display()
-                    )
-                })?;
+            data = from_yaml(&text, &path.display().to_string())
+                .context("the credentials file is not a YAML/JSON map of strings")?;
+            let (credential, _) = credential_from_keys(&data, account)
+                .with_context(|| format!("the credentials file {}", path.display()))?;
+            return Ok(credential);
         } else if let Some(path) = &self.bearer_token_file {
             return Ok(Credential::BearerTokenFile(path.clone()));
         } else if let Some(sas) = url_sas {
