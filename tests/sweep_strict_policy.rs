@@ -13,7 +13,10 @@ fn repo(path: &str) -> PathBuf {
 /// The quickstart's policy with `from` replaced by `to`, written to a file of its own.
 fn policy(name: &str, from: &str, to: &str) -> PathBuf {
     let text = std::fs::read_to_string(repo("deploy/examples/quickstart.yaml")).unwrap();
-    assert!(text.contains(from), "{from:?} is not in the quickstart policy");
+    assert!(
+        text.contains(from),
+        "{from:?} is not in the quickstart policy"
+    );
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sweep_strict_policy");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
@@ -44,7 +47,11 @@ fn assert_refused(out: &Output, want: &[&str]) -> String {
         assert!(stderr.contains(w), "missing {w:?} in: {stderr}");
     }
     // No report, and the embedded service never started: nothing can have been closed.
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(!stderr.contains("embedded handle service on"), "{stderr}");
     stderr
 }
@@ -59,7 +66,10 @@ fn a_misspelled_client_cidrs_is_refused_and_nothing_is_closed() {
             "unknown field `clientCidrs`, expected one of clientCIDRs, clientNames",
         ],
     );
-    assert!(stderr.contains("clientCidrs.yaml"), "names the file: {stderr}");
+    assert!(
+        stderr.contains("clientCidrs.yaml"),
+        "names the file: {stderr}"
+    );
 }
 
 #[test]
