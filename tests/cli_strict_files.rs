@@ -1,7 +1,9 @@
-//! `share-hygiene sweep -f` through the real binary on the embedded quickstart: a policy with a
-//! misspelled or unknown field is refused with exit code 1 and a message naming the field, its
-//! place and the allowed names, and nothing is closed. Spelled right, the same policy closes
-//! handles and keeps the protected backup VM's.
+//! The real binary refuses an unknown or misspelled field in every file it reads, with exit
+//! code 1 and a message naming the file, the field and the allowed names.
+//!
+//! `sweep -f` on the embedded quickstart: a policy with a misspelled field closes nothing;
+//! spelled right, the same policy closes handles and keeps the protected backup VM's. The
+//! `--secrets` and `--credentials-file` files refuse unknown keys without showing a secret.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,7 +19,7 @@ fn policy(name: &str, from: &str, to: &str) -> PathBuf {
         text.contains(from),
         "{from:?} is not in the quickstart policy"
     );
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sweep_strict_policy");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_strict_files");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
@@ -138,4 +140,90 @@ fn spelled_right_the_quickstart_closes_and_keeps_the_backup_vm() {
             .all(|d| !d["clientIp"].as_str().unwrap().starts_with("10.50.0.10:")),
         "the protected backup VM's handles are never condemned"
     );
+}
+
+/// Writes `text` to a file of this test's directory.
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_strict_files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const KEY: &str = "c2VjcmV0LWtleS1ieXRlcw==";
+
+#[test]
+fn a_misspelled_key_of_the_secrets_file_is_refused_before_any_request() {
+    // The endpoint is never contacted: the secrets file is refused first.
+    let policy = policy(
+        "secrets-policy.yaml",
+        "https://teamfiles.file.core.windows.net",
+        "http://127.0.0.1:9/teamfiles",
+    );
+    let secrets = file(
+        "secrets.yaml",
+        &format!("teamfiles-key:\n  accountName: teamfiles\n  acountKey: {KEY}\n"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
+        .arg("sweep")
+        .arg("-f")
+        .arg(&policy)
+        .arg("--secrets")
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("secrets.yaml: teamfiles-key.acountKey: unknown key, expected one of accountName, accountKey, sasToken, connectionString"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY), "the key is never shown: {stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_misspelled_key_of_the_credentials_file_is_refused_naming_the_file() {
+    let creds = file("credentials.yaml", &format!("acountKey: {KEY}\n"));
+    let out = Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
+        .args([
+            "handles",
+            "list",
+            "--share-url",
+            "http://127.0.0.1:9/acct/share",
+        ])
+        .arg("--credentials-file")
+        .arg(&creds)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("credentials.yaml"), "{stderr}");
+    assert!(stderr.contains("unknown key \"acountKey\""), "{stderr}");
+    assert!(!stderr.contains(KEY), "the key is never shown: {stderr}");
+
+    // A YAML error in the file names its line and never quotes the file's lines.
+    let creds = file(
+        "broken.yaml",
+        &format!("accountKey: {KEY}\naccountKey: {KEY}\n"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
+        .args([
+            "handles",
+            "list",
+            "--share-url",
+            "http://127.0.0.1:9/acct/share",
+        ])
+        .arg("--credentials-file")
+        .arg(&creds)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml (line 2, column 1): duplicate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY), "the key is never shown: {stderr}");
 }
