@@ -71,12 +71,26 @@ fn path_of(path: &serde_path_to_error::Path) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out += &key.escape_debug().to_string();
+                out += &printable(key);
             }
             Segment::Unknown => {}
         }
     }
     out
+}
+
+/// `s` with its control characters escaped: a message quotes keys and values of the document,
+/// and a hostile one must not reach a terminal or a log line raw.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Parses one YAML document (JSON is YAML too) into `T`. Duplicate keys and a second document
@@ -94,8 +108,7 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str, document: &str) -> Result<T, D
     })
     .map_err(|e| {
         let reason = serde_saphyr::UserMessageFormatter.format_message(&e);
-        // The formatter's text is raw: keep control characters of a hostile file off terminals.
-        let err = DocumentError::new(document, path, reason.escape_debug().to_string());
+        let err = DocumentError::new(document, path, printable(&reason));
         match e.location() {
             Some(l) => err.at(l.line(), l.column()),
             None => err,
@@ -118,7 +131,7 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8], document: &str) -> Result<T,
             let shown = e.to_string();
             let suffix = format!(" at line {} column {}", e.line(), e.column());
             let reason = shown.strip_suffix(&suffix).unwrap_or(&shown);
-            let err = DocumentError::new(document, path, reason.escape_debug().to_string());
+            let err = DocumentError::new(document, path, printable(reason));
             if e.line() == 0 {
                 err
             } else {
@@ -175,6 +188,14 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.contains("inner[0].secret"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_quotes_kept() {
+        let err = from_json::<Inner>(b"{\"a\\u001b[2J\\\"b\": 1}", "b").unwrap_err();
+        assert_eq!(err.path, "a\\u{1b}[2J\"b", "{err}");
+        assert!(err.reason.contains("a\\u{1b}[2J\"b"), "{err}");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
     }
 
     #[test]

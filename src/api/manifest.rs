@@ -84,7 +84,7 @@ pub fn parse_manifest(text: &str, document: &str) -> Result<HandlePolicy, Docume
                 field,
                 format!(
                     "{:?} is not a HandlePolicy's; expected {field}: {want}",
-                    got.value.escape_debug().to_string()
+                    got.value
                 ),
             )
             .at(at.line(), at.column()));

@@ -18,7 +18,7 @@ use super::handle_service::load_seed;
 use super::{ExitCode, table};
 use share_hygiene::api::{Mode, parse_manifest};
 use share_hygiene::auth::{AccountKey, Credential, SECRET_KEYS, credential_from_keys};
-use share_hygiene::document::{DocumentError, from_yaml};
+use share_hygiene::document::{DocumentError, from_yaml, printable};
 use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
 use share_hygiene::handles::memory::DEFAULT_CLOSE_BATCH;
 use share_hygiene::handles::{Error as HandleError, HandleService};
@@ -116,7 +116,7 @@ fn read_secrets(path: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>
         if let Some(unknown) = keys.keys().find(|k| !SECRET_KEYS.contains(&k.as_str())) {
             let err = DocumentError::new(
                 path.display().to_string(),
-                format!("{name}.{}", unknown.escape_debug()),
+                printable(&format!("{name}.{unknown}")),
                 format!(
                     "unknown key, expected one of {} (accountName + accountKey, sasToken, or connectionString)",
                     SECRET_KEYS.join(", ")

@@ -236,14 +236,19 @@ impl MemoryStore {
         } else {
             NodeKind::File
         };
+        // Room is reserved first: a huge count is refused before anything is created or
+        // allocated, and given back if the path cannot be created.
+        self.reserve_handles(spec.count)?;
         let node: NodeIx = match share.resolve(path) {
             Ok(n) => n,
             Err(_) => share
                 .create(path, kind, &mut || self.new_node())
-                .map_err(AdminError::Invalid)?,
+                .map_err(|e| {
+                    self.open_handles
+                        .fetch_sub(u64::from(spec.count), Ordering::Relaxed);
+                    AdminError::Invalid(e)
+                })?,
         };
-        // Room is reserved before the ids are allocated: a huge count is refused, not tried.
-        self.reserve_handles(spec.count)?;
         let client = share.client(&spec.client_ip, spec.client_name.as_deref());
         let session_id = spec
             .session_id
@@ -473,7 +478,17 @@ mod tests {
             err.to_string(),
             "count 4294967295 is above the bound of 1000000 handles per open"
         );
-        assert_eq!(store.stats().handles, 0);
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                shares: 1,
+                ..StoreStats::default()
+            },
+            "nothing created"
+        );
+        // A path that cannot be created gives its reservation back.
+        store.open("share", "bad|name", &spec(5)).unwrap_err();
+        assert_eq!(store.open_handles.load(Ordering::Relaxed), 0);
         let ids = store.open("share", "f", &spec(MAX_OPEN_COUNT)).unwrap();
         assert_eq!(ids.len(), MAX_OPEN_COUNT as usize);
     }
