@@ -3,8 +3,10 @@
 //! the document, the field's path inside it (`spec.protect.clientCidrs`), its line and what
 //! serde expected there ("expected one of clientCIDRs, clientNames").
 //!
-//! Errors never quote the document: no snippet of the lines around the failure, which could
-//! hold a secret of a credentials file.
+//! Errors quote no lines of the document (no snippet around the failure: the lines of a
+//! credentials file are secrets), only what serde's message names: a key, or a value of the
+//! wrong type. YAML is read within serde-saphyr's default budget (250,000 nodes, depth 64,
+//! 50,000 aliases), so an alias bomb is an error, not an exhausted machine.
 
 use std::fmt;
 

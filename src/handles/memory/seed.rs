@@ -80,7 +80,7 @@ pub struct SeedHandle {
 pub enum SeedError {
     /// The file is not valid YAML of the seed's shape (an unknown field, a wrong type).
     #[error("invalid seed: {0}")]
-    Parse(#[from] DocumentError),
+    Parse(DocumentError),
     /// An entry is invalid.
     #[error("invalid seed: shares[{share}] ({name}): {reason}")]
     Invalid {
@@ -96,7 +96,7 @@ pub enum SeedError {
 impl Seed {
     /// Parses a seed from YAML; `document` names it in errors (the file name).
     pub fn from_yaml(text: &str, document: &str) -> Result<Self, SeedError> {
-        Ok(from_yaml(text, document)?)
+        from_yaml(text, document).map_err(SeedError::Parse)
     }
 
     /// Creates the seed's shares, nodes and handles in `store`, ages measured from `now`.
