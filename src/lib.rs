@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod controller;
+pub mod document;
 pub mod duration;
 pub mod glob;
 pub mod handles;

@@ -464,6 +464,12 @@ async fn malformed_policy_is_degraded_and_waits_for_a_change() {
             json!({ "rules": { "stale": { "openLongerThan": "12x" } } }),
             "spec.rules.stale.openLongerThan",
         ),
+        // A field the API server did not prune (a CRD newer than this controller, or one that
+        // keeps unknown fields) may be a protection this controller cannot honour: refused.
+        (
+            json!({ "protect": { "clientCidrs": ["10.50.0.0/24"] } }),
+            "Unknown field clientCidrs. Expected one of clientCIDRs, clientNames",
+        ),
     ] {
         let policy = policy_json("http://127.0.0.1:9/acct", "DryRun", spec);
         let (client, mut handle) = mock();
@@ -501,7 +507,8 @@ async fn a_swept_policy_is_not_swept_again_before_its_interval() {
     policy["status"] = json!({
         "observedGeneration": 3,
         "conditions": [{ "type": "Degraded", "status": "False", "reason": "AsExpected", "message": "", "lastTransitionTime": "2026-09-21T14:00:00Z" }],
-        "lastSweep": { "startTime": "2026-09-21T14:12:20Z", "durationMillis": 5, "mode": "Enforce", "seen": 1, "closed": 0, "failed": 0 }
+        "lastSweep": { "startTime": "2026-09-21T14:12:20Z", "durationMillis": 5, "mode": "Enforce", "seen": 1, "closed": 0, "failed": 0, "fieldOfANewerRelease": 1 },
+        "fieldOfANewerRelease": {}
     });
     let (client, mut handle) = mock();
     let ctx = context(client, Arc::new(AlwaysLeader));

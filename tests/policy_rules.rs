@@ -768,6 +768,72 @@ fn compile_reports_every_invalid_field_at_once() {
 }
 
 #[test]
+fn compile_enforces_the_schema_bounds_for_files() {
+    use share_hygiene::api::bounds;
+    let long = |n: usize| "a".repeat(n);
+    let mut one = share("data");
+    one.paths = vec![long(bounds::PATH_CHARS + 1)];
+    one.endpoint = format!("https://{}", long(bounds::ENDPOINT_CHARS));
+    let mut many_paths = share("other");
+    many_paths.paths = (0..=bounds::PATHS).map(|i| format!("p{i}")).collect();
+    let mut spec = spec_with(RulesSpec {
+        stale: stale(&"1h".repeat(bounds::DURATION_CHARS)),
+        rename_guard: guard(&[&long(bounds::PATH_CHARS + 1)]),
+        ..RulesSpec::default()
+    });
+    spec.shares = vec![one, many_paths];
+    spec.match_.include = vec!["ok/**".into(); bounds::PATTERNS + 1];
+    spec.match_.exclude = vec![long(bounds::PATH_CHARS + 1)];
+    spec.protect.client_cidrs = vec![long(bounds::CIDR_CHARS + 1)];
+    spec.protect.client_names = vec!["backup-*".into(); bounds::PATTERNS + 1];
+    spec.limits.max_closes_per_sweep = bounds::MAX_CLOSES + 1;
+    let err = compile(&spec).expect_err("every bound is exceeded");
+    let reason = |field: &str| {
+        err.0
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.reason.clone())
+            .unwrap_or_else(|| panic!("no error for {field}: {:#?}", err.0))
+    };
+    assert_eq!(
+        reason("spec.shares[0].paths[0]"),
+        "2049 characters; at most 2048 are allowed"
+    );
+    assert!(reason("spec.shares[0].endpoint").contains("at most 2048"));
+    assert_eq!(reason("spec.shares[1].paths"), "at most 64 are allowed");
+    assert!(reason("spec.rules.stale.openLongerThan").contains("at most 32"));
+    assert!(reason("spec.rules.renameGuard.paths[0]").contains("at most 2048"));
+    assert_eq!(reason("spec.match.include"), "at most 256 are allowed");
+    assert!(reason("spec.match.exclude[0]").contains("at most 2048"));
+    assert!(reason("spec.protect.clientCIDRs[0]").contains("at most 64"));
+    assert_eq!(
+        reason("spec.protect.clientNames"),
+        "at most 256 are allowed"
+    );
+    assert_eq!(
+        reason("spec.limits.maxClosesPerSweep"),
+        "must be from 1 to 1000000"
+    );
+    // An over-long value is shown by its start only.
+    assert!(has_error(
+        &err,
+        "spec.shares[0].paths[0]",
+        &format!("{}…", long(64))
+    ));
+    assert!(has_error(&err, "spec.match.include", "257 entries"));
+
+    let mut too_many = spec_with(RulesSpec {
+        stale: stale("1h"),
+        ..RulesSpec::default()
+    });
+    too_many.shares = (0..=bounds::SHARES)
+        .map(|i| share(&format!("share{i:03}")))
+        .collect();
+    let err = compile(&too_many).expect_err("65 shares");
+    assert!(has_error(&err, "spec.shares", "65 entries"), "{:#?}", err.0);
+}
+
+#[test]
 fn compile_reports_missing_rules_shares_and_guard_paths() {
     let mut spec = spec_with(RulesSpec::default());
     spec.shares.clear();

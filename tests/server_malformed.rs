@@ -134,3 +134,69 @@ async fn malformed_requests_get_the_right_4xx() {
     assert_eq!(got, 200);
     running.shutdown().await;
 }
+
+/// One signed admin request over a real socket: the status and the raw answer.
+async fn admin(
+    addr: std::net::SocketAddr,
+    key: &AccountKey,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> (u16, String) {
+    let request = signed(key, method, target, &[], body.as_bytes());
+    tokio::task::spawn_blocking(move || raw(addr, &request))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_admin_count_is_a_400_naming_the_bound_and_the_service_keeps_serving() {
+    let (running, key) = start().await;
+    let addr = running.addr;
+    let open = "/acct/_admin/share/f?comp=open";
+    // One signed request used to ask for 34 GB of handle ids and abort the process.
+    let (got, answer) = admin(
+        addr,
+        &key,
+        "POST",
+        open,
+        r#"{"client": "10.0.0.1:445", "count": 4294967295}"#,
+    )
+    .await;
+    assert_eq!(got, 400, "{answer}");
+    assert!(answer.contains("x-ms-error-code: InvalidInput"), "{answer}");
+    assert!(
+        answer.contains("count 4294967295 is above the bound of 1000000 handles per open"),
+        "{answer}"
+    );
+    // A misspelled field is refused by name, with the allowed ones.
+    let (got, answer) = admin(
+        addr,
+        &key,
+        "POST",
+        open,
+        r#"{"client": "10.0.0.1:445", "cout": 2}"#,
+    )
+    .await;
+    assert_eq!(got, 400, "{answer}");
+    assert!(
+        answer.contains("unknown field `cout`, expected one of"),
+        "{answer}"
+    );
+    assert!(answer.contains("<Field>cout</Field>"), "{answer}");
+
+    // Still serving: an open within the bound, and a listing that shows it.
+    let (got, answer) = admin(
+        addr,
+        &key,
+        "POST",
+        open,
+        r#"{"client": "10.0.0.1:445", "count": 3}"#,
+    )
+    .await;
+    assert_eq!(got, 201, "{answer}");
+    let (got, answer) = admin(addr, &key, "GET", "/acct/share/f?comp=listhandles", "").await;
+    assert_eq!(got, 200, "{answer}");
+    assert_eq!(answer.matches("<Handle>").count(), 3, "{answer}");
+    running.shutdown().await;
+}

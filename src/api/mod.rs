@@ -6,6 +6,7 @@
 //! operator compiles and checks the rest (globs) in `policy::compile`, and a policy that fails
 //! gets a `Degraded` condition with reason `InvalidSpec` naming the field and the value.
 
+mod manifest;
 mod status;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use manifest::parse_manifest;
 pub use status::{
     CONDITION_DEGRADED, CONDITION_READY, HandlePolicyStatus, LastSweep, OrphanRecord, ShareStatus,
 };
@@ -24,6 +26,32 @@ pub use status::{
 pub const GROUP: &str = "sharehygiene.io";
 /// The API version.
 pub const VERSION: &str = "v1alpha1";
+
+/// Bounds on a spec. The CRD's schema states them, so the API server enforces them in a
+/// cluster; `policy::compile` checks them again for a policy read from a file (`sweep -f`).
+/// Lengths count characters, as the schema's `maxLength` does.
+pub mod bounds {
+    /// Shares per policy.
+    pub const SHARES: usize = 64;
+    /// Paths per share, and rename-guard paths.
+    pub const PATHS: usize = 64;
+    /// Entries of each pattern list: include and exclude globs, client CIDRs, client names.
+    pub const PATTERNS: usize = 256;
+    /// A path or path glob (Azure Files' bound on a path).
+    pub const PATH_CHARS: usize = 2048;
+    /// An endpoint URL.
+    pub const ENDPOINT_CHARS: usize = 2048;
+    /// A Secret's name (a DNS subdomain).
+    pub const SECRET_NAME_CHARS: usize = 253;
+    /// A client-name glob.
+    pub const NAME_CHARS: usize = 255;
+    /// A CIDR (the longest IPv6 one has 43).
+    pub const CIDR_CHARS: usize = 64;
+    /// A duration such as `1h30m`.
+    pub const DURATION_CHARS: usize = 32;
+    /// The most handles one sweep may close.
+    pub const MAX_CLOSES: i32 = 1_000_000;
+}
 
 /// Durations as Kubernetes writes them (Go's syntax, which CEL's `duration()` parses):
 /// `30s`, `5m`, `1h30m`, `500ms`.
@@ -68,16 +96,16 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
     )
 )]
 #[x_kube(validation = Rule::new("duration(self.interval) >= duration('30s')").message("interval must be at least 30s").field_path(".interval"))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HandlePolicySpec {
     /// `DryRun` reports what would be closed and closes nothing; `Enforce` closes.
     pub mode: Mode,
     /// How often to sweep (at least 30s).
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = bounds::DURATION_CHARS))]
     pub interval: String,
     /// The shares to sweep.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = bounds::SHARES))]
     #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y.endpoint == x.endpoint && y.share == x.share))").message("each endpoint and share may appear once"))]
     pub shares: Vec<ShareSpec>,
     /// Which paths are in scope, below the shares' roots.
@@ -117,11 +145,14 @@ impl fmt::Display for Mode {
 
 /// One share to sweep.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShareSpec {
     /// The file service endpoint: `https://ACCOUNT.file.core.windows.net` for Azure Files, or a
     /// handle service's `http://HOST:PORT/ACCOUNT`.
-    #[schemars(regex(pattern = r"^https?://[^/?#\s]+(/[^/?#\s]+)?/?$"))]
+    #[schemars(
+        regex(pattern = r"^https?://[^/?#\s]+(/[^/?#\s]+)?/?$"),
+        length(max = bounds::ENDPOINT_CHARS)
+    )]
     pub endpoint: String,
     /// The share's name.
     #[schemars(regex(pattern = r"^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$"))]
@@ -131,15 +162,16 @@ pub struct ShareSpec {
     pub credentials_secret_ref: SecretRef,
     /// Directories to sweep, recursively (default: the whole share).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = bounds::PATHS), inner(length(max = bounds::PATH_CHARS)))]
     pub paths: Vec<String>,
 }
 
 /// A Secret in the policy's namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// The Secret's name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = bounds::SECRET_NAME_CHARS))]
     pub name: String,
 }
 
@@ -147,12 +179,15 @@ pub struct SecretRef {
 /// (`logs/**` is `logs` and everything below it). Matched case-insensitively, as Azure Files
 /// and SMB match names.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Only paths matching one of these are in scope (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::PATTERNS), inner(length(max = bounds::PATH_CHARS)))]
     pub include: Vec<String>,
     /// Paths matching one of these are out of scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::PATTERNS), inner(length(max = bounds::PATH_CHARS)))]
     pub exclude: Vec<String>,
 }
 
@@ -165,7 +200,7 @@ impl MatchSpec {
 /// What counts as a leaked handle. A handle is condemned when any rule condemns it.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
 #[x_kube(validation = Rule::new("has(self.stale) || has(self.orphaned) || has(self.renameGuard)").message("give at least one rule: stale, orphaned or renameGuard"))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RulesSpec {
     /// Handles held longer than this (from the last reconnect when it is newer than the open).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,20 +218,20 @@ pub struct RulesSpec {
 
 /// The stale rule.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StaleRule {
     /// How long a handle may be held, e.g. `12h`.
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = bounds::DURATION_CHARS))]
     pub open_longer_than: String,
 }
 
 /// The orphaned rule.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OrphanedRule {
     /// How long a client must have been unknown to the cluster, across sweeps (`0s`: at once).
     #[serde(default = "default_grace")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = bounds::DURATION_CHARS))]
     pub grace_period: String,
 }
 
@@ -206,9 +241,13 @@ fn default_grace() -> String {
 
 /// The rename guard.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RenameGuardRule {
     /// Paths (files or directories) that must stay renameable (compared case-insensitively).
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(
+        length(min = 1, max = bounds::PATHS),
+        inner(length(max = bounds::PATH_CHARS))
+    )]
     pub paths: Vec<String>,
 }
 
@@ -225,14 +264,16 @@ pub enum AccessRight {
 
 /// Clients whose handles are never closed, whatever the rules say.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProtectSpec {
     /// Client networks, IPv4 or IPv6 CIDRs (`10.1.0.0/16`, `fd00::/8`).
     #[serde(default, rename = "clientCIDRs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::PATTERNS), inner(length(max = bounds::CIDR_CHARS)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 10.1.0.0/16"))]
     pub client_cidrs: Vec<String>,
     /// Client name globs, case-insensitive (`backup-*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::PATTERNS), inner(length(max = bounds::NAME_CHARS)))]
     pub client_names: Vec<String>,
 }
 
@@ -244,11 +285,11 @@ impl ProtectSpec {
 
 /// Caps on one sweep.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// The most handles one sweep closes; the rest wait for the next sweep.
     #[serde(default = "default_max_closes")]
-    #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(range(min = 1, max = bounds::MAX_CLOSES))]
     pub max_closes_per_sweep: i32,
     /// If more than this percentage of the observed handles would close, close none and say
     /// why (100 turns the valve off).

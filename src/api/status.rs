@@ -1,5 +1,11 @@
 //! `HandlePolicy` status: conditions, the last sweep, a summary per share, and the orphan
 //! first-seen times that must survive controller restarts.
+//!
+//! Unlike the spec, these types accept unknown fields. The status is the operator's own
+//! report, not an instruction: during an upgrade an older replica may read a status a newer
+//! one wrote (with the newer CRD keeping its new fields), and refusing it would turn the
+//! policy `Degraded` over a field that weakens nothing. An unknown spec field is the opposite
+//! case: it may be a protection the reader cannot honour, so the spec refuses it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;

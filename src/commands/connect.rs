@@ -8,6 +8,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use share_hygiene::auth::{Credential, SasToken, credential_from_keys};
+use share_hygiene::document::from_yaml;
 use share_hygiene::handles::client::{ClientOptions, HandleClient, ShareUrl};
 
 /// A secret command-line value: boxed at once, so it never reaches `Debug` or an error.
@@ -73,16 +74,11 @@ impl CredentialArgs {
         } else if let Some(path) = &self.credentials_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the credentials file {}", path.display()))?;
-            // The parser's message quotes the offending line, which holds a secret: say where.
-            data = serde_saphyr::from_str(&text).map_err(|e| {
-                let at = e.location().map_or_else(String::new, |l| {
-                    format!(" (at line {}, column {})", l.line(), l.column())
-                });
-                anyhow::anyhow!(
-                    "the credentials file {} is not a YAML/JSON map of strings{at}; its content is not shown",
-                    path.display()
-                )
-            })?;
+            data = from_yaml(&text, &path.display().to_string())
+                .context("the credentials file is not a YAML/JSON map of strings")?;
+            let (credential, _) = credential_from_keys(&data, account)
+                .with_context(|| format!("the credentials file {}", path.display()))?;
+            return Ok(credential);
         } else if let Some(path) = &self.bearer_token_file {
             return Ok(Credential::BearerTokenFile(path.clone()));
         } else if let Some(sas) = url_sas {

@@ -62,7 +62,7 @@ pub enum Backend {
 pub fn load_seed(path: &Path, close_batch: usize) -> Result<MemoryStore> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the seed file {}", path.display()))?;
-    let seed = Seed::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    let seed = Seed::from_yaml(&text, &path.display().to_string())?;
     MemoryStore::from_seed(&seed, jiff::Timestamp::now(), close_batch)
         .with_context(|| format!("in {}", path.display()))
 }

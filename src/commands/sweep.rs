@@ -16,8 +16,9 @@ use serde::Deserialize;
 use super::connect::CredentialArgs;
 use super::handle_service::load_seed;
 use super::{ExitCode, table};
-use share_hygiene::api::{HandlePolicy, Mode};
-use share_hygiene::auth::{AccountKey, Credential, credential_from_keys};
+use share_hygiene::api::{Mode, parse_manifest};
+use share_hygiene::auth::{AccountKey, Credential, SECRET_KEYS, credential_from_keys};
+use share_hygiene::document::{DocumentError, from_yaml, printable};
 use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
 use share_hygiene::handles::memory::DEFAULT_CLOSE_BATCH;
 use share_hygiene::handles::{Error as HandleError, HandleService};
@@ -88,20 +89,43 @@ struct Member {
     addresses: Vec<std::net::IpAddr>,
 }
 
+/// Reads a YAML file strictly: an error names the file, the field's path and its line.
 fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the {what} {}", path.display()))?;
-    serde_saphyr::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("the {what} {} is invalid: {e}", path.display()))
+    from_yaml(&text, &path.display().to_string()).with_context(|| format!("invalid {what}"))
 }
 
 /// Reads and compiles a HandlePolicy manifest.
 pub fn load_policy(path: &Path) -> Result<(String, Policy)> {
-    let hp: HandlePolicy = read_yaml(path, "policy")?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the policy {}", path.display()))?;
+    let hp = parse_manifest(&text, &path.display().to_string()).context("invalid policy")?;
     let name = hp.metadata.name.clone().unwrap_or_else(|| "unnamed".into());
     let policy =
         compile(&hp.spec).with_context(|| format!("policy {name} in {}", path.display()))?;
     Ok((name, policy))
+}
+
+/// The --secrets file: credentialsSecretRef names to a Secret's keys. Every entry's keys are
+/// checked when the file is read, so a misspelled key fails the sweep even in an entry no
+/// share uses today.
+fn read_secrets(path: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let secrets: BTreeMap<String, BTreeMap<String, String>> = read_yaml(path, "secrets file")?;
+    for (name, keys) in &secrets {
+        if let Some(unknown) = keys.keys().find(|k| !SECRET_KEYS.contains(&k.as_str())) {
+            let err = DocumentError::new(
+                path.display().to_string(),
+                printable(&format!("{name}.{unknown}")),
+                format!(
+                    "unknown key, expected one of {} (accountName + accountKey, sasToken, or connectionString)",
+                    SECRET_KEYS.join(", ")
+                ),
+            );
+            return Err(anyhow::Error::new(err).context("invalid secrets file"));
+        }
+    }
+    Ok(secrets)
 }
 
 /// Runs one sweep.
@@ -229,7 +253,7 @@ fn share_services(
     args: &SweepArgs,
 ) -> Result<Vec<Result<Arc<dyn HandleService>, HandleError>>> {
     let secrets: BTreeMap<String, BTreeMap<String, String>> = match &args.secrets {
-        Some(path) => read_yaml(path, "secrets file")?,
+        Some(path) => read_secrets(path)?,
         None => BTreeMap::new(),
     };
     let mut out = Vec::new();

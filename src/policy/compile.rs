@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::api::{AccessRight, FieldError, HandlePolicySpec, InvalidSpec, Mode};
+use crate::api::{AccessRight, FieldError, HandlePolicySpec, InvalidSpec, Mode, bounds};
 use crate::duration::HumanDuration;
 use crate::glob::{NameGlob, PathGlob};
 use crate::protocol::AccessRights;
@@ -122,7 +122,35 @@ impl Errors {
         });
     }
 
+    /// Refuses a list of more than `max` entries.
+    fn items<T>(&mut self, field: &str, list: &[T], max: usize) {
+        if list.len() > max {
+            self.push(
+                field,
+                format!("{} entries", list.len()),
+                format!("at most {max} are allowed"),
+            );
+        }
+    }
+
+    /// Refuses a string of more than `max` characters (showing only its start); returns
+    /// whether it is within the bound.
+    fn chars(&mut self, field: &str, value: &str, max: usize) -> bool {
+        let n = value.chars().count();
+        if n > max {
+            self.push(
+                field,
+                crate::text::truncate(value, 64),
+                format!("{n} characters; at most {max} are allowed"),
+            );
+        }
+        n <= max
+    }
+
     fn duration(&mut self, field: &str, value: &str) -> Option<Duration> {
+        if !self.chars(field, value, bounds::DURATION_CHARS) {
+            return None;
+        }
         match value.parse::<HumanDuration>() {
             Ok(d) => Some(d.0),
             Err(e) => {
@@ -146,9 +174,17 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
     if spec.shares.is_empty() {
         errs.push("spec.shares", "[]", "give at least one share");
     }
+    errs.items("spec.shares", &spec.shares, bounds::SHARES);
     let mut shares = Vec::with_capacity(spec.shares.len());
     for (i, s) in spec.shares.iter().enumerate() {
         let field = |f: &str| format!("spec.shares[{i}].{f}");
+        errs.chars(&field("endpoint"), &s.endpoint, bounds::ENDPOINT_CHARS);
+        errs.chars(
+            &field("credentialsSecretRef.name"),
+            &s.credentials_secret_ref.name,
+            bounds::SECRET_NAME_CHARS,
+        );
+        errs.items(&field("paths"), &s.paths, bounds::PATHS);
         let scheme_ok = s.endpoint.starts_with("https://") || s.endpoint.starts_with("http://");
         if !scheme_ok || s.endpoint.contains(['?', '#', ' ']) {
             errs.push(field("endpoint"), &s.endpoint, "not an endpoint URL such as https://ACCOUNT.file.core.windows.net or http://HOST:PORT/ACCOUNT");
@@ -167,6 +203,9 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
         }
         let mut roots: Vec<String> = Vec::new();
         for (j, p) in s.paths.iter().enumerate() {
+            if !errs.chars(&field(&format!("paths[{j}]")), p, bounds::PATH_CHARS) {
+                continue;
+            }
             match normalize_path(p) {
                 Ok(p) => roots.push(p),
                 Err(reason) => errs.push(field(&format!("paths[{j}]")), p, reason),
@@ -195,7 +234,11 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
         (&spec.match_.include, "include", &mut rules.include),
         (&spec.match_.exclude, "exclude", &mut rules.exclude),
     ] {
+        errs.items(&format!("spec.match.{name}"), list, bounds::PATTERNS);
         for (i, g) in list.iter().enumerate() {
+            if !errs.chars(&format!("spec.match.{name}[{i}]"), g, bounds::PATH_CHARS) {
+                continue;
+            }
             match g.parse() {
                 Ok(glob) => out.push(glob),
                 Err(e) => errs.push(format!("spec.match.{name}[{i}]"), g, e.reason),
@@ -224,15 +267,20 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
                 "give at least one path",
             );
         }
+        errs.items("spec.rules.renameGuard.paths", &guard.paths, bounds::PATHS);
         for (i, p) in guard.paths.iter().enumerate() {
+            let field = format!("spec.rules.renameGuard.paths[{i}]");
+            if !errs.chars(&field, p, bounds::PATH_CHARS) {
+                continue;
+            }
             match normalize_path(p) {
                 Ok(n) if n.is_empty() => errs.push(
-                    format!("spec.rules.renameGuard.paths[{i}]"),
+                    field,
                     p,
                     "the share root cannot be renamed; name a directory or file",
                 ),
                 Ok(n) => rules.rename_guard.push(n),
-                Err(reason) => errs.push(format!("spec.rules.renameGuard.paths[{i}]"), p, reason),
+                Err(reason) => errs.push(field, p, reason),
             }
         }
     }
@@ -249,17 +297,35 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
                 }),
         );
     }
-    for (i, c) in spec.protect.client_cidrs.iter().enumerate() {
+    let protect = &spec.protect;
+    errs.items(
+        "spec.protect.clientCIDRs",
+        &protect.client_cidrs,
+        bounds::PATTERNS,
+    );
+    errs.items(
+        "spec.protect.clientNames",
+        &protect.client_names,
+        bounds::PATTERNS,
+    );
+    for (i, c) in protect.client_cidrs.iter().enumerate() {
+        let field = format!("spec.protect.clientCIDRs[{i}]");
+        if !errs.chars(&field, c, bounds::CIDR_CHARS) {
+            continue;
+        }
         match c.parse::<IpNet>() {
             Ok(net) => rules.protect_cidrs.push(net),
-            Err(_) => errs.push(
-                format!("spec.protect.clientCIDRs[{i}]"),
-                c,
-                "not a CIDR such as 10.1.0.0/16 or fd00::/8",
-            ),
+            Err(_) => errs.push(field, c, "not a CIDR such as 10.1.0.0/16 or fd00::/8"),
         }
     }
-    for (i, n) in spec.protect.client_names.iter().enumerate() {
+    for (i, n) in protect.client_names.iter().enumerate() {
+        if !errs.chars(
+            &format!("spec.protect.clientNames[{i}]"),
+            n,
+            bounds::NAME_CHARS,
+        ) {
+            continue;
+        }
         match n.parse() {
             Ok(g) => rules.protect_names.push(g),
             Err(e) => errs.push(format!("spec.protect.clientNames[{i}]"), n, e.reason),
@@ -267,11 +333,11 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
     }
 
     let l = &spec.limits;
-    if l.max_closes_per_sweep < 1 {
+    if !(1..=bounds::MAX_CLOSES).contains(&l.max_closes_per_sweep) {
         errs.push(
             "spec.limits.maxClosesPerSweep",
             l.max_closes_per_sweep.to_string(),
-            "must be at least 1",
+            format!("must be from 1 to {}", bounds::MAX_CLOSES),
         );
     }
     if !(1..=100).contains(&l.safety_valve_percent) {

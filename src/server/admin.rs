@@ -9,7 +9,8 @@
 //! | `POST /_admin/{share}?comp=release` + `{"handleIds": [...]}` | closes them client-side |
 //!
 //! Paths are prefixed by `/{account}` on path-style endpoints. Requests are signed with the
-//! service's Shared Key like any other.
+//! service's Shared Key like any other. Bodies refuse unknown fields, and the store's bounds
+//! (handles per open, handles in the store, shares, files and directories) answer 400.
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -19,6 +20,7 @@ use serde_json::json;
 
 use super::request::query;
 use super::respond::{self, Body};
+use crate::document::from_json;
 use crate::handles::memory::{AdminError, MemoryStore, NodeKind, SeedHandle};
 use crate::protocol::{ErrorCode, HandleId, StorageError};
 
@@ -118,9 +120,12 @@ fn stats(store: &MemoryStore, method: &Method) -> Result<Response<Body>, Storage
     ))
 }
 
+/// The JSON body as `T`, strictly: an unknown field is a 400 naming it and the allowed ones.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, StorageError> {
-    serde_json::from_slice(body)
-        .map_err(|e| invalid("body", "", &format!("The JSON body is invalid: {e}.")))
+    from_json(body, "the request body").map_err(|e| {
+        let field = if e.path.is_empty() { "body" } else { &e.path };
+        invalid(field, "", &format!("The JSON body is invalid: {e}."))
+    })
 }
 
 fn invalid(field: &str, value: &str, reason: &str) -> StorageError {

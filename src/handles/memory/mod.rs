@@ -26,16 +26,30 @@ use crate::protocol::{
 };
 
 pub use seed::{Seed, SeedError, SeedHandle, SeedShare};
-pub use share::NodeKind;
+pub use share::{MAX_PATH_CHARS, NodeKind};
 use share::{NodeIx, OpenHandle, Share};
 
 /// The default number of handles one Force Close Handles call closes.
 pub const DEFAULT_CLOSE_BATCH: usize = 1000;
 
+/// The most handles one open creates (a seed entry's or an admin request's `count`).
+pub const MAX_OPEN_COUNT: u32 = 1_000_000;
+/// The most handles a store holds open at once (about 100 bytes each: 1 GiB at the bound).
+pub const MAX_STORE_HANDLES: u64 = 10_000_000;
+/// The most shares a store holds.
+pub const MAX_SHARES: usize = 10_000;
+/// The most files and directories a store holds, over all its shares.
+pub const MAX_NODES: u64 = 1_000_000;
+/// The longest client name, in characters (a DNS name is at most 253).
+pub const MAX_CLIENT_NAME_CHARS: usize = 255;
+
 /// An in-memory handle store.
 pub struct MemoryStore {
     shares: RwLock<BTreeMap<String, Arc<RwLock<Share>>>>,
     next_handle: AtomicU64,
+    /// Handles open now, over all shares (bounded by [`MAX_STORE_HANDLES`]).
+    open_handles: AtomicU64,
+    /// Counts the nodes ever created (never removed), from 1.
     next_file: AtomicU64,
     markers: MarkerCodec,
     close_batch: usize,
@@ -101,6 +115,7 @@ impl MemoryStore {
         Self {
             shares: RwLock::new(BTreeMap::new()),
             next_handle: AtomicU64::new(1),
+            open_handles: AtomicU64::new(0),
             next_file: AtomicU64::new(1),
             markers: MarkerCodec::new(),
             close_batch: close_batch.max(1),
@@ -127,11 +142,45 @@ impl MemoryStore {
             .ok_or_else(|| Error::storage(target, StorageError::share_not_found()))
     }
 
-    fn file_id(&self) -> u64 {
+    /// A file id for a new node, within the store's bound of [`MAX_NODES`].
+    fn new_node(&self) -> Result<u64, String> {
+        let n = self
+            .next_file
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n <= MAX_NODES).then_some(n + 1)
+            })
+            .map_err(|_| format!("the store holds {MAX_NODES} files and directories, its bound"))?;
         // A bijection of a counter: unique, never 0 (the root's id), and as opaque as Azure's.
-        self.next_file
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        Ok(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Reserves room for `count` more open handles, within [`MAX_STORE_HANDLES`].
+    fn reserve_handles(&self, count: u32) -> Result<(), AdminError> {
+        if count > MAX_OPEN_COUNT {
+            return Err(AdminError::Invalid(format!(
+                "count {count} is above the bound of {MAX_OPEN_COUNT} handles per open"
+            )));
+        }
+        self.open_handles
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                n.checked_add(u64::from(count))
+                    .filter(|&total| total <= MAX_STORE_HANDLES)
+            })
+            .map(drop)
+            .map_err(|open| {
+                AdminError::Invalid(format!(
+                    "count {count}: the store holds {open} open handles, and its bound is {MAX_STORE_HANDLES}"
+                ))
+            })
+    }
+
+    /// Forgets an open handle of `share`; returns whether it was open.
+    fn forget(&self, share: &mut Share, id: u64) -> bool {
+        let gone = share.remove(id);
+        if gone {
+            self.open_handles.fetch_sub(1, Ordering::Relaxed);
+        }
+        gone
     }
 
     /// The share names, sorted.
@@ -148,6 +197,11 @@ impl MemoryStore {
     pub fn create_share(&self, name: &str) -> Result<(), AdminError> {
         validate_share_name(name).map_err(AdminError::Invalid)?;
         let mut shares = self.shares.write().expect("lock poisoned");
+        if shares.len() >= MAX_SHARES && !shares.contains_key(name) {
+            return Err(AdminError::Invalid(format!(
+                "share {name:?}: the store holds {MAX_SHARES} shares, its bound"
+            )));
+        }
         shares
             .entry(name.to_owned())
             .or_insert_with(|| Arc::new(RwLock::new(Share::new())));
@@ -161,7 +215,7 @@ impl MemoryStore {
             .ok_or_else(|| AdminError::NoSuchShare(share.to_owned()))?;
         let mut share = share.write().expect("lock poisoned");
         share
-            .create(path, kind, &mut || self.file_id())
+            .create(path, kind, &mut || self.new_node())
             .map_err(AdminError::Invalid)?;
         Ok(())
     }
@@ -182,11 +236,18 @@ impl MemoryStore {
         } else {
             NodeKind::File
         };
+        // Room is reserved first: a huge count is refused before anything is created or
+        // allocated, and given back if the path cannot be created.
+        self.reserve_handles(spec.count)?;
         let node: NodeIx = match share.resolve(path) {
             Ok(n) => n,
             Err(_) => share
-                .create(path, kind, &mut || self.file_id())
-                .map_err(AdminError::Invalid)?,
+                .create(path, kind, &mut || self.new_node())
+                .map_err(|e| {
+                    self.open_handles
+                        .fetch_sub(u64::from(spec.count), Ordering::Relaxed);
+                    AdminError::Invalid(e)
+                })?,
         };
         let client = share.client(&spec.client_ip, spec.client_name.as_deref());
         let session_id = spec
@@ -220,7 +281,10 @@ impl MemoryStore {
             .share(share)
             .ok_or_else(|| AdminError::NoSuchShare(share.to_owned()))?;
         let mut share = share.write().expect("lock poisoned");
-        Ok(ids.iter().filter(|id| share.remove(id.0)).count())
+        Ok(ids
+            .iter()
+            .filter(|id| self.forget(&mut share, id.0))
+            .count())
     }
 
     /// Counts of shares, nodes and handles.
@@ -311,7 +375,7 @@ impl MemoryStore {
                 let mut page = ClosePage::default();
                 match in_scope {
                     Some((true, true)) => page.failed = 1,
-                    Some((true, false)) => page.closed = u64::from(share.remove(id.0)),
+                    Some((true, false)) => page.closed = u64::from(self.forget(&mut share, id.0)),
                     _ => {}
                 }
                 Ok(page)
@@ -339,7 +403,7 @@ impl MemoryStore {
                 for &(id, fail) in &batch {
                     if fail {
                         page.failed += 1;
-                    } else if share.remove(id) {
+                    } else if self.forget(&mut share, id) {
                         page.closed += 1;
                     }
                 }
@@ -380,4 +444,117 @@ fn session_of(ip: &str, name: Option<&str>) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(count: u32) -> OpenSpec {
+        OpenSpec {
+            client_ip: "10.0.0.1:445".into(),
+            client_name: None,
+            session_id: None,
+            open_time: Timestamp::UNIX_EPOCH,
+            last_reconnect_time: None,
+            access_rights: AccessRights::READ,
+            directory: false,
+            count,
+            fail_close: false,
+        }
+    }
+
+    fn store() -> MemoryStore {
+        let store = MemoryStore::default();
+        store.create_share("share").unwrap();
+        store
+    }
+
+    #[test]
+    fn a_huge_count_is_refused_naming_the_bound_not_allocated() {
+        let store = store();
+        let err = store.open("share", "f", &spec(u32::MAX)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "count 4294967295 is above the bound of 1000000 handles per open"
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                shares: 1,
+                ..StoreStats::default()
+            },
+            "nothing created"
+        );
+        // A path that cannot be created gives its reservation back.
+        store.open("share", "bad|name", &spec(5)).unwrap_err();
+        assert_eq!(store.open_handles.load(Ordering::Relaxed), 0);
+        let ids = store.open("share", "f", &spec(MAX_OPEN_COUNT)).unwrap();
+        assert_eq!(ids.len(), MAX_OPEN_COUNT as usize);
+    }
+
+    #[test]
+    fn the_store_holds_at_most_its_bound_of_handles_and_closes_make_room() {
+        let store = store();
+        // Stand in for 9,999,998 handles opened earlier, without spending a gigabyte on them.
+        store
+            .open_handles
+            .store(MAX_STORE_HANDLES - 2, Ordering::Relaxed);
+        let ids = store.open("share", "f", &spec(2)).unwrap();
+        let err = store.open("share", "f", &spec(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "count 1: the store holds 10000000 open handles, and its bound is 10000000"
+        );
+        assert_eq!(store.release("share", &ids[..1]).unwrap(), 1);
+        store.open("share", "f", &spec(1)).unwrap();
+        // A close through the protocol makes room too.
+        let target = Target {
+            share: "share".into(),
+            path: "f".into(),
+            recursive: None,
+        };
+        let closed = store
+            .close_page(&CloseRequest {
+                target,
+                handles: HandleSelector::All,
+                marker: None,
+            })
+            .unwrap();
+        assert_eq!(closed.closed, 2);
+        assert_eq!(
+            store.open_handles.load(Ordering::Relaxed),
+            MAX_STORE_HANDLES - 2
+        );
+    }
+
+    #[test]
+    fn shares_and_nodes_are_bounded() {
+        let store = MemoryStore::default();
+        for i in 0..MAX_SHARES {
+            store.create_share(&format!("share{i:05}")).unwrap();
+        }
+        store
+            .create_share("share00000")
+            .expect("an existing share is no new one");
+        let err = store.create_share("onemore").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "share \"onemore\": the store holds 10000 shares, its bound"
+        );
+
+        store.next_file.store(MAX_NODES, Ordering::Relaxed);
+        store.create("share00000", "last", NodeKind::File).unwrap();
+        let err = store
+            .create("share00000", "dir/file", NodeKind::File)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "path \"dir/file\": the store holds 1000000 files and directories, its bound"
+        );
+        let err = store
+            .create("share00000", &"a/".repeat(1025), NodeKind::File)
+            .unwrap_err();
+        assert!(err.to_string().contains("bound of 2048"), "{err}");
+    }
 }

@@ -3,7 +3,8 @@
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
-use super::{MemoryStore, NodeKind, OpenSpec};
+use super::{MAX_CLIENT_NAME_CHARS, MemoryStore, NodeKind, OpenSpec};
+use crate::document::{DocumentError, from_yaml};
 use crate::duration::HumanDuration;
 use crate::protocol::AccessRights;
 
@@ -66,7 +67,7 @@ pub struct SeedHandle {
     /// The rights held: any of `Read`, `Write`, `Delete`. Default `[Read]`.
     #[serde(default)]
     pub access: Option<AccessRights>,
-    /// How many identical handles to open. Default 1.
+    /// How many identical handles to open. Default 1; at most [`super::MAX_OPEN_COUNT`].
     #[serde(default)]
     pub count: Option<u32>,
     /// The store refuses to force-close these handles (they count as failed).
@@ -77,11 +78,11 @@ pub struct SeedHandle {
 /// A seed that cannot be read or applied, naming the place and the value.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    /// The file is not valid YAML of the seed's shape.
-    #[error("seed is not valid: {0}")]
-    Parse(String),
+    /// The file is not valid YAML of the seed's shape (an unknown field, a wrong type).
+    #[error("invalid seed: {0}")]
+    Parse(DocumentError),
     /// An entry is invalid.
-    #[error("seed shares[{share}] ({name}): {reason}")]
+    #[error("invalid seed: shares[{share}] ({name}): {reason}")]
     Invalid {
         /// Index of the share.
         share: usize,
@@ -93,9 +94,9 @@ pub enum SeedError {
 }
 
 impl Seed {
-    /// Parses a seed from YAML.
-    pub fn from_yaml(text: &str) -> Result<Self, SeedError> {
-        serde_saphyr::from_str(text).map_err(|e| SeedError::Parse(e.to_string()))
+    /// Parses a seed from YAML; `document` names it in errors (the file name).
+    pub fn from_yaml(text: &str, document: &str) -> Result<Self, SeedError> {
+        from_yaml(text, document).map_err(SeedError::Parse)
     }
 
     /// Creates the seed's shares, nodes and handles in `store`, ages measured from `now`.
@@ -166,6 +167,14 @@ impl SeedHandle {
                 ));
             }
         }
+        if let Some(name) = &self.client_name
+            && name.chars().count() > MAX_CLIENT_NAME_CHARS
+        {
+            return Err(format!(
+                "clientName of {} characters is longer than the bound of {MAX_CLIENT_NAME_CHARS}",
+                name.chars().count()
+            ));
+        }
         if crate::protocol::parse_client_ip(&self.client).is_none() {
             return Err(format!(
                 "client {:?} is not an address like 10.0.0.1:445",
@@ -187,5 +196,58 @@ impl SeedHandle {
             count,
             fail_close: self.fail_close,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<MemoryStore, SeedError> {
+        let seed = Seed::from_yaml(text, "seed.yaml")?;
+        MemoryStore::from_seed(&seed, Timestamp::UNIX_EPOCH, 1000)
+    }
+
+    #[test]
+    fn a_huge_count_is_refused_naming_the_entry_and_the_bound() {
+        let err = load(
+            "shares:\n  - name: data\n    handles:\n      - { path: f, client: 10.0.0.1:445 }\n      - { path: f, client: 10.0.0.1:445, count: 4294967295 }\n",
+        )
+        .err()
+        .expect("must be refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid seed: shares[0] (data): handles[1]: count 4294967295 is above the bound of 1000000 handles per open"
+        );
+    }
+
+    #[test]
+    fn long_client_names_and_unknown_fields_are_refused() {
+        let name = "n".repeat(256);
+        let err = load(&format!(
+            "shares:\n  - name: data\n    handles:\n      - {{ client: 10.0.0.1:445, clientName: {name} }}\n"
+        ))
+        .err()
+        .expect("must be refused");
+        assert!(
+            err.to_string()
+                .contains("clientName of 256 characters is longer than the bound of 255"),
+            "{err}"
+        );
+        let err = load(
+            "shares:\n  - name: data\n    handles:\n      - { client: 10.0.0.1:445, cout: 2 }\n",
+        )
+        .err()
+        .expect("must be refused");
+        assert!(
+            err.to_string()
+                .starts_with("invalid seed: seed.yaml: shares[0].handles[0].cout (line 4, column "),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("expected one of path, directory, client"),
+            "{err}"
+        );
     }
 }

@@ -47,6 +47,9 @@ pub(super) struct OpenHandle {
     pub fail_close: bool,
 }
 
+/// The longest path below a share root, as Azure Files bounds it.
+pub const MAX_PATH_CHARS: usize = 2048;
+
 /// What kind of node to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
@@ -107,8 +110,14 @@ impl Share {
         &mut self,
         path: &str,
         kind: NodeKind,
-        next_file_id: &mut dyn FnMut() -> u64,
+        new_node: &mut dyn FnMut() -> Result<u64, String>,
     ) -> Result<NodeIx, String> {
+        if path.chars().count() > MAX_PATH_CHARS {
+            return Err(format!(
+                "path of {} characters is longer than Azure Files' bound of {MAX_PATH_CHARS}",
+                path.chars().count()
+            ));
+        }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut node: NodeIx = 0;
         let mut so_far = String::new();
@@ -144,7 +153,7 @@ impl Share {
                     self.nodes.push(Node {
                         path: so_far.as_str().into(),
                         parent: node,
-                        file_id: next_file_id(),
+                        file_id: new_node().map_err(|why| format!("path {path:?}: {why}"))?,
                         children: want_dir.then(HashMap::new),
                         handles: Vec::new(),
                     });

@@ -54,6 +54,45 @@ pub enum CredentialsError {
         /// 1-based line number.
         line: usize,
     },
+    /// A line's key is none of the file format's.
+    #[error(
+        "{path} line {line}: unknown key {key}, expected one of username, password, domain (or user, workgroup)"
+    )]
+    UnknownKey {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The key, quoted; `(not shown)` when it does not look like a key and may be part of
+        /// a secret.
+        key: String,
+    },
+    /// A key is given twice (Samba would keep the last; a second password is more likely a
+    /// mistake than an intent).
+    #[error("{path} line {line}: {key} is given a second time")]
+    Repeated {
+        /// The file.
+        path: String,
+        /// 1-based line number of the second one.
+        line: usize,
+        /// `username`, `password` or `domain`.
+        key: &'static str,
+    },
+}
+
+/// A key as an error may show it: quoted when it looks like a key (at most 32 letters, digits,
+/// `_` or `-`); otherwise it may be a password line missing its `password =`, and is not shown.
+fn shown_key(key: &str) -> String {
+    let key_like = !key.is_empty()
+        && key.len() <= 32
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if key_like {
+        format!("{key:?}")
+    } else {
+        "(not shown)".to_owned()
+    }
 }
 
 impl Credentials {
@@ -97,16 +136,25 @@ impl Credentials {
             };
             // Samba keeps the value's inner spaces; only the padding around `=` goes.
             let value = value.trim().to_owned();
-            match key.trim().to_ascii_lowercase().as_str() {
-                "username" | "user" => user = Some(value),
-                "password" => password = Some(value),
-                "domain" | "workgroup" => domain = Some(value),
+            let key = key.trim();
+            let (name, slot) = match key.to_ascii_lowercase().as_str() {
+                "username" | "user" => ("username", &mut user),
+                "password" => ("password", &mut password),
+                "domain" | "workgroup" => ("domain", &mut domain),
                 _ => {
-                    return Err(CredentialsError::Malformed {
+                    return Err(CredentialsError::UnknownKey {
                         path: shown.to_owned(),
                         line: i + 1,
+                        key: shown_key(key),
                     });
                 }
+            };
+            if slot.replace(value).is_some() {
+                return Err(CredentialsError::Repeated {
+                    path: shown.to_owned(),
+                    line: i + 1,
+                    key: name,
+                });
             }
         }
         Self::assemble(user, password, domain, shown)
@@ -198,5 +246,23 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         let err = Credentials::parse("password = hunter2-secret\nbogus line\n", "f").unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn refuses_unknown_and_repeated_keys_naming_them() {
+        let err = Credentials::parse("username = a\npasword = x\n", "creds").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "creds line 2: unknown key \"pasword\", expected one of username, password, domain (or user, workgroup)"
+        );
+        let err = Credentials::parse("username = a\nhunter2 secret = x\n", "creds").unwrap_err();
+        assert!(err.to_string().contains("unknown key (not shown)"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err =
+            Credentials::parse("user = a\npassword = x\nusername = b\n", "creds").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "creds line 3: username is given a second time"
+        );
     }
 }
