@@ -80,9 +80,10 @@ impl Endpoint {
         url
     }
 
-    /// Parses an endpoint URL: host-style when the host is a DNS name, whose first label is
-    /// the account; path-style when the host is an address or `localhost`, whose first path
-    /// segment is the account.
+    /// Parses an endpoint URL: host-style when the host is an Azure Files name
+    /// (`{account}.file.core.windows.net` or another cloud's suffix), whose first label is the
+    /// account; path-style for any other host (an address, `localhost`, a cluster DNS name),
+    /// whose first path segment is the account.
     pub fn parse(url: &str) -> Result<Self, InvalidUrl> {
         let split = split_url(url, "file service endpoint")?;
         if !split.rest.is_empty() {
@@ -181,8 +182,7 @@ fn split_url(url: &str, what: &'static str) -> Result<Split, InvalidUrl> {
         })?;
         segments.push(seg.into_owned());
     }
-    let path_style =
-        host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" || !host.contains('.');
+    let path_style = !is_file_service_host(host);
     let account = if path_style {
         if segments.is_empty() {
             return Err(invalid(
@@ -210,6 +210,22 @@ fn split_url(url: &str, what: &'static str) -> Result<Split, InvalidUrl> {
     })
 }
 
+/// Whether `host` is an Azure Files service name, `{account}.file.{suffix}` (any cloud's
+/// suffix; also `{account}.privatelink.file.{suffix}`), which carries the account in its first
+/// label. Every other host (an address, `localhost`, a cluster DNS name such as
+/// `samba-handles.samba.svc`) is path-style: the account is the first path segment, as for
+/// emulators and our handle service.
+fn is_file_service_host(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let service = match labels.get(1) {
+        Some(l) if l.eq_ignore_ascii_case("privatelink") => labels.get(2),
+        other => other,
+    };
+    host.parse::<std::net::IpAddr>().is_err()
+        && labels.len() >= 3
+        && service.is_some_and(|l| l.eq_ignore_ascii_case("file"))
+}
+
 /// The host of an authority, without port or IPv6 brackets.
 fn host_of(authority: &str) -> &str {
     if let Some(v6) = authority.strip_prefix('[') {
@@ -224,6 +240,17 @@ mod tests {
 
     #[test]
     fn host_style() {
+        for (url, account) in [
+            ("https://acct.FILE.core.chinacloudapi.cn/share", "acct"),
+            ("https://acct.privatelink.file.core.windows.net/share", "acct"),
+        ] {
+            let u = ShareUrl::parse(url).unwrap();
+            assert_eq!(
+                (u.endpoint.account(), u.endpoint.is_path_style(), u.share.as_str()),
+                (account, false, "share"),
+                "{url}"
+            );
+        }
         let u = ShareUrl::parse("https://acct.file.core.windows.net/share/dir/a%20b.txt").unwrap();
         assert_eq!(
             (u.endpoint.account(), u.endpoint.is_path_style()),
@@ -245,6 +272,10 @@ mod tests {
             "http://127.0.0.1:10004/acct/share",
             "http://localhost:10004/acct/share/",
             "http://[::1]:1/acct/share",
+            // A cluster DNS name is not a file service name: the Samba sidecar's Service.
+            "http://samba-handles.samba.svc:10004/acct/share",
+            "http://handles.example.com/acct/share",
+            "http://file.example.com/acct/share",
         ] {
             let u = ShareUrl::parse(url).unwrap();
             assert_eq!(
