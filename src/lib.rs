@@ -11,6 +11,7 @@ pub mod controller;
 pub mod duration;
 pub mod glob;
 pub mod handles;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;
