@@ -406,16 +406,42 @@ async fn plain_http_on_a_non_loopback_address_is_refused_without_the_allowance()
     }
 }
 
+/// Runs the binary with `args` and `env`, expecting it to exit on its own; a service that
+/// started instead is killed and reported.
+fn run_expecting_exit(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_share-hygiene"));
+    cmd.args(args)
+        .env_remove("SHARE_HYGIENE_ACCOUNT_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > PATIENCE {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the service started instead of refusing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn the_command_refuses_plain_http_on_a_non_loopback_address_and_says_how_to_allow_it() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
-        .args(["handle-service", "--listen", "0.0.0.0:0"])
-        .env(
+    let out = run_expecting_exit(
+        &["handle-service", "--listen", "0.0.0.0:0"],
+        &[(
             "SHARE_HYGIENE_ACCOUNT_KEY",
             AccountKey::random().to_base64(),
-        )
-        .output()
-        .unwrap();
+        )],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("--allow-insecure-http"), "{stderr}");
@@ -424,26 +450,7 @@ fn the_command_refuses_plain_http_on_a_non_loopback_address_and_says_how_to_allo
 
 #[test]
 fn the_command_refuses_to_start_without_a_key_and_prints_none() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
-        .args(["handle-service", "--listen", "127.0.0.1:0"])
-        .env_remove("SHARE_HYGIENE_ACCOUNT_KEY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > PATIENCE {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the service started without a key: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_expecting_exit(&["handle-service", "--listen", "127.0.0.1:0"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("SHARE_HYGIENE_ACCOUNT_KEY"), "{stderr}");
