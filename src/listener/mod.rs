@@ -282,3 +282,32 @@ async fn http<I, H, Fut>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn plain_http_is_allowed_on_loopback_only_unless_allowed_explicitly() {
+        for ok in ["127.0.0.1:10004", "[::1]:10004"] {
+            assert!(check_exposure(addr(ok), false, false).is_ok(), "{ok}");
+        }
+        for exposed in ["0.0.0.0:10004", "[::]:10004", "10.0.0.5:10004"] {
+            let err = check_exposure(addr(exposed), false, false).unwrap_err();
+            assert!(matches!(err, ListenError::Insecure { .. }), "{exposed}");
+            assert!(err.to_string().contains(exposed), "{err}");
+            assert!(
+                check_exposure(addr(exposed), true, false).is_ok(),
+                "{exposed}"
+            );
+            assert!(
+                check_exposure(addr(exposed), false, true).is_ok(),
+                "{exposed}"
+            );
+        }
+    }
+}
