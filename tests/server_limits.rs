@@ -186,6 +186,35 @@ async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_kept_alive_connection_waits_by_the_idle_timeout_not_the_request_deadline() {
+    let (running, _, _) = start(|c| {
+        c.limits.request_read_timeout = Duration::from_secs(1);
+        c.limits.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // A scraper's pattern: a bodiless request, a pause longer than the request deadline,
+    // another request on the same connection.
+    let mut s = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let answered = tokio::time::timeout(PATIENCE, async {
+            while !buf.ends_with(b"ok\n") {
+                if s.read_buf(&mut buf).await.unwrap() == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(answered.is_ok() && buf.ends_with(b"ok\n"), "{buf:?}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_slow_body_is_cut_at_the_request_deadline() {
     let (running, server, key) = start(|c| {
         c.limits.request_read_timeout = Duration::from_secs(1);

@@ -4,8 +4,8 @@
 //! | phase | starts | reads must come by |
 //! |---|---|---|
 //! | `Reading` | at accept, or at the first byte of a later request | the request's deadline (head and body, and the TLS handshake on a new connection) |
-//! | `Handling` | when the handler has read the whole body | no deadline: the handler is working |
-//! | `Idle` | when the handler has answered | the idle deadline (a kept-alive connection waiting for its next request) |
+//! | `Handling` | when the handler has read the whole body (with the head, for a request without one) | no deadline: the handler is working |
+//! | `Idle` | when the handler has answered a request that arrived in full | the idle deadline (a kept-alive connection waiting for its next request) |
 //!
 //! Writes are held to their own clock: a write the client does not take for `write_timeout`
 //! cuts the connection, so a client that never reads its answer cannot hold it open.
@@ -59,10 +59,6 @@ impl Clock {
         *self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set(&self, phase: Phase) {
-        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
-    }
-
     /// Bytes arrived: on an idle connection they start the next request's clock.
     fn bytes_arrived(&self) {
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,14 +71,19 @@ impl Clock {
 
     /// The whole request body has arrived: the handler's time is not the client's.
     pub(super) fn body_read(&self) {
-        self.set(Phase::Handling);
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Handling;
     }
 
     /// The handler has answered: the connection may now sit idle until its idle deadline.
+    /// A body the handler left unread keeps the request's deadline (hyper drains what has
+    /// arrived of it or closes the connection).
     pub(super) fn answered(&self) {
-        self.set(Phase::Idle {
-            deadline: Instant::now() + self.idle_timeout,
-        });
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if *phase == Phase::Handling {
+            *phase = Phase::Idle {
+                deadline: Instant::now() + self.idle_timeout,
+            };
+        }
     }
 }
 
@@ -274,7 +275,11 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
+    /// Wraps `inner`; a request without a body has arrived in full with its head.
     pub(super) fn new(inner: Incoming, clock: Arc<Clock>) -> Self {
+        if inner.is_end_stream() {
+            clock.body_read();
+        }
         Self { inner, clock }
     }
 }
