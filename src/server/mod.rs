@@ -197,29 +197,16 @@ impl HandleServer {
         };
         // A body that was refused or cut leaves the connection's framing unknown: close it.
         let mut close = false;
-        let mut busy = false;
         let result = match self.read_body(body).await {
-            Ok(body) => match self.in_flight.try_acquire() {
-                Ok(_permit) => self.dispatch(&parts, &body, peer, &echo).await,
-                Err(_) => {
-                    busy = true;
-                    Err(StorageError::new(
-                        503,
-                        ErrorCode::ServerBusy,
-                        format!(
-                            "The server is busy: it handles at most {} requests at once. Retry after a second.",
-                            self.config.max_requests_in_flight
-                        ),
-                    ))
-                }
-            },
+            Ok(body) => self.admit(&parts, &body, peer, &echo).await,
             Err(e) => {
                 close = true;
                 Err(e)
             }
         };
+        let busy = matches!(&result, Err(e) if e.code == ErrorCode::ServerBusy);
         let mut resp = result.unwrap_or_else(|err| {
-            if err.status >= 500 {
+            if err.status >= 500 && !busy {
                 tracing::warn!(status = err.status, code = %err.code, message = %err.message, "request failed");
             } else {
                 tracing::debug!(status = err.status, code = %err.code, message = %err.message, "request refused");
@@ -314,6 +301,28 @@ impl HandleServer {
                 format!("The request body could not be read: {e}"),
             )),
         }
+    }
+
+    /// Dispatches the request if fewer than `max_requests_in_flight` are being handled;
+    /// 503 `ServerBusy` if not.
+    async fn admit(
+        &self,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        peer: Option<SocketAddr>,
+        echo: &Echo,
+    ) -> Result<Response<Body>, StorageError> {
+        let Ok(_slot) = self.in_flight.try_acquire() else {
+            return Err(StorageError::new(
+                503,
+                ErrorCode::ServerBusy,
+                format!(
+                    "The server is busy: it handles at most {} requests at once. Retry after a second.",
+                    self.config.max_requests_in_flight
+                ),
+            ));
+        };
+        self.dispatch(parts, body, peer, echo).await
     }
 
     async fn dispatch(
