@@ -30,7 +30,9 @@ RUN apt-get update \
 COPY --from=build /out/share-hygiene /usr/local/bin/share-hygiene
 EXPOSE 445 10004
 ENTRYPOINT ["/usr/local/bin/share-hygiene"]
-CMD ["handle-service", "--backend", "samba", "--listen", "0.0.0.0:10004"]
+# Plain HTTP on the pod's address, for deploy/samba, whose NetworkPolicy admits only the
+# controller and Prometheus; give --tls-cert and --tls-key instead to serve HTTPS.
+CMD ["handle-service", "--backend", "samba", "--listen", "0.0.0.0:10004", "--allow-insecure-http"]
 
 # ---- runtime: the controller (the default target) ---------------------------------------
 # distroless cc: glibc and libgcc_s (all the binary links), CA certificates, no shell.

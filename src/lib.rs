@@ -12,6 +12,7 @@ pub mod document;
 pub mod duration;
 pub mod glob;
 pub mod handles;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;

@@ -33,6 +33,26 @@ pub struct MetricDef {
 const POLICY: &[&str] = &["namespace", "policy"];
 const SHARE: &[&str] = &["namespace", "policy", "share"];
 
+// The connection metrics of an HTTP port, in both catalogs: both processes serve HTTP.
+const HTTP_CONNECTIONS_OPEN: MetricDef = MetricDef {
+    name: "share_hygiene_http_connections_open",
+    kind: "gauge",
+    labels: &[],
+    help: "HTTP connections open on this process's port.",
+};
+const HTTP_CONNECTIONS_REFUSED: MetricDef = MetricDef {
+    name: "share_hygiene_http_connections_refused_total",
+    kind: "counter",
+    labels: &["reason"],
+    help: "HTTP connections closed at accept, by reason (connection_limit).",
+};
+const HTTP_CONNECTIONS_TIMED_OUT: MetricDef = MetricDef {
+    name: "share_hygiene_http_connections_timed_out_total",
+    kind: "counter",
+    labels: &["phase"],
+    help: "HTTP connections cut by a deadline, by phase (request: a request's head, body or TLS handshake arrived too slowly; idle: nothing sent between requests; write: the client stopped reading the answer).",
+};
+
 /// Every metric the controller exports.
 pub const CONTROLLER_METRICS: &[MetricDef] = &[
     MetricDef {
@@ -143,6 +163,9 @@ pub const CONTROLLER_METRICS: &[MetricDef] = &[
         labels: &[],
         help: "1 when this replica holds the leader lease (only the leader sweeps).",
     },
+    HTTP_CONNECTIONS_OPEN,
+    HTTP_CONNECTIONS_REFUSED,
+    HTTP_CONNECTIONS_TIMED_OUT,
     MetricDef {
         name: "share_hygiene_build_info",
         kind: "gauge",
@@ -183,6 +206,9 @@ pub const SERVICE_METRICS: &[MetricDef] = &[
         labels: &[],
         help: "Shares in the store.",
     },
+    HTTP_CONNECTIONS_OPEN,
+    HTTP_CONNECTIONS_REFUSED,
+    HTTP_CONNECTIONS_TIMED_OUT,
     MetricDef {
         name: "share_hygiene_build_info",
         kind: "gauge",
@@ -275,6 +301,8 @@ pub struct ControllerMetrics {
     backend_retries: IntCounterVec,
     backend_throttled: IntCounterVec,
     leader: GaugeVec,
+    /// The ops port's connections.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for ControllerMetrics {
@@ -318,6 +346,7 @@ impl ControllerMetrics {
             backend_retries: counter(&r, "share_hygiene_backend_retries_total"),
             backend_throttled: counter(&r, "share_hygiene_backend_throttled_total"),
             leader: gauge(&r, "share_hygiene_leader"),
+            connections: ConnectionMetrics::register(&r),
             registry: r,
         };
         build_info(&m.registry);
@@ -516,6 +545,50 @@ impl RequestObserver for ControllerMetrics {
     }
 }
 
+/// The metrics of an HTTP port (the handle service's, the controller's ops port): open
+/// connections, connections refused at accept, connections cut by a deadline.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    open: IntGauge,
+    refused: IntCounterVec,
+    timed_out: IntCounterVec,
+}
+
+impl ConnectionMetrics {
+    /// Registers the connection metrics in `reg`.
+    fn register(reg: &Registry) -> Self {
+        let d = def("share_hygiene_http_connections_open");
+        let open = IntGauge::new(d.name, d.help).expect("valid metric");
+        reg.register(Box::new(open.clone()))
+            .expect("registered once");
+        Self {
+            open,
+            refused: counter(reg, "share_hygiene_http_connections_refused_total"),
+            timed_out: counter(reg, "share_hygiene_http_connections_timed_out_total"),
+        }
+    }
+
+    /// A connection was accepted and is being served.
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    /// A served connection ended.
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    /// A connection was closed at accept; `reason` is a fixed word (`connection_limit`).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.with_label_values(&[reason]).inc();
+    }
+
+    /// A connection was cut by a deadline; `phase` is `request`, `idle` or `write`.
+    pub fn timed_out(&self, phase: &'static str) {
+        self.timed_out.with_label_values(&[phase]).inc();
+    }
+}
+
 /// The handle service's metrics.
 #[derive(Clone)]
 pub struct ServiceMetrics {
@@ -528,6 +601,8 @@ pub struct ServiceMetrics {
     pub store_handles: IntGauge,
     /// Shares in the store.
     pub store_shares: IntGauge,
+    /// Its port's connections.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for ServiceMetrics {
@@ -566,6 +641,7 @@ impl ServiceMetrics {
             closed: counter(&r, "share_hygiene_service_handles_closed_total"),
             store_handles,
             store_shares,
+            connections: ConnectionMetrics::register(&r),
             registry: r,
         };
         build_info(&m.registry);

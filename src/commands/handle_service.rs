@@ -1,6 +1,7 @@
 //! `share-hygiene handle-service`: serve List Handles and Force Close Handles over a store.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,9 +11,13 @@ use clap::Args;
 use super::ExitCode;
 use super::samba_args::SambaArgs;
 use share_hygiene::auth::AccountKey;
+use share_hygiene::duration::HumanDuration;
 use share_hygiene::handles::memory::{DEFAULT_CLOSE_BATCH, MemoryStore, Seed};
 use share_hygiene::handles::samba::SambaStore;
-use share_hygiene::server::{Addressing, HandleServer, ServerConfig};
+use share_hygiene::listener::{Limits, TlsFiles};
+use share_hygiene::server::{
+    Addressing, DEFAULT_MAX_REQUESTS_IN_FLIGHT, HandleServer, ServerConfig,
+};
 
 /// `handle-service` options.
 #[derive(Args)]
@@ -20,7 +25,8 @@ pub struct HandleServiceArgs {
     /// YAML seed that loads the memory store (see docs/seed-format.md).
     #[arg(long)]
     seed: Option<PathBuf>,
-    /// Address to listen on.
+    /// Address to listen on. Any address but loopback needs --tls-cert and --tls-key, or
+    /// --allow-insecure-http.
     #[arg(long, default_value = "127.0.0.1:10004")]
     listen: SocketAddr,
     /// The storage account name the service poses as.
@@ -31,8 +37,8 @@ pub struct HandleServiceArgs {
     /// any other host are refused. Its first label must be the account.
     #[arg(long = "host-name", value_name = "NAME")]
     host_names: Vec<String>,
-    /// The account key (base64). Prefer the environment variable: arguments show in `ps`.
-    /// Without one, a random key is generated and printed.
+    /// The account key (base64) clients sign with; required. Prefer the environment
+    /// variable: arguments show in `ps`.
     #[arg(long, env = "SHARE_HYGIENE_ACCOUNT_KEY", hide_env_values = true)]
     key: Option<String>,
     /// The most handles one Force Close Handles call closes before answering with x-ms-marker.
@@ -47,6 +53,66 @@ pub struct HandleServiceArgs {
     backend: Backend,
     #[command(flatten)]
     samba: SambaArgs,
+    #[command(flatten)]
+    listen_args: ListenArgs,
+}
+
+/// How the service's port is protected: TLS and connection limits (see
+/// docs/handle-service.md, "Limits and TLS").
+#[derive(Args)]
+struct ListenArgs {
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); re-read when the file
+    /// changes.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; re-read when the file changes.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen address (for a port that only a network
+    /// policy or a TLS-terminating proxy reaches); logged as a warning.
+    #[arg(long)]
+    allow_insecure_http: bool,
+    /// The most time one request (head and body; with TLS, the handshake too) may take to
+    /// arrive, from its first byte.
+    #[arg(long, default_value_t = HumanDuration(Limits::default().request_read_timeout))]
+    request_read_timeout: HumanDuration,
+    /// The most time a kept-alive connection may wait for its next request.
+    #[arg(long, default_value_t = HumanDuration(Limits::default().idle_timeout))]
+    idle_timeout: HumanDuration,
+    /// The most connections open at once; past it, new connections are closed at once.
+    #[arg(long, default_value_t = NonZeroUsize::new(Limits::default().max_connections).expect("default is not zero"))]
+    max_connections: NonZeroUsize,
+    /// The most requests handled at once; past it, 503 ServerBusy with Retry-After.
+    #[arg(long, default_value_t = NonZeroUsize::new(DEFAULT_MAX_REQUESTS_IN_FLIGHT).expect("default is not zero"))]
+    max_requests_in_flight: NonZeroUsize,
+}
+
+impl ListenArgs {
+    /// Puts the options into `config`.
+    fn apply(&self, config: &mut ServerConfig) -> Result<()> {
+        for (flag, value) in [
+            ("--request-read-timeout", self.request_read_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            anyhow::ensure!(
+                !value.0.is_zero(),
+                "{flag} {value} would cut every connection at once; give a positive duration"
+            );
+        }
+        config.limits.request_read_timeout = self.request_read_timeout.0;
+        config.limits.idle_timeout = self.idle_timeout.0;
+        config.limits.max_connections = self.max_connections.get();
+        config.max_requests_in_flight = self.max_requests_in_flight.get();
+        config.allow_insecure_http = self.allow_insecure_http;
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Ok(())
+    }
 }
 
 /// Which store `handle-service` serves.
@@ -76,6 +142,12 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
             Addressing::host_style(&args.host_names, &args.account).context("--host-name")?;
     }
     let addressing = config.addressing.clone();
+    args.listen_args.apply(&mut config)?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (server, description) = match args.backend {
         Backend::Memory => {
             let store = match &args.seed {
@@ -109,13 +181,21 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
             )
         }
     };
-    let running = Arc::new(server)
-        .spawn(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let running = Arc::new(server).spawn(args.listen).await.with_context(|| {
+        format!(
+            "listening on {} (--listen; --tls-cert and --tls-key, or --allow-insecure-http)",
+            args.listen
+        )
+    })?;
     let endpoint = match addressing {
-        Addressing::PathStyle => format!("path-style at http://{}/{}", running.addr, args.account),
-        Addressing::HostStyle(names) => format!("host-style at http://{}", names.join(", http://")),
+        Addressing::PathStyle => format!(
+            "path-style at {scheme}://{}/{}",
+            running.addr, args.account
+        ),
+        Addressing::HostStyle(names) => format!(
+            "host-style at {scheme}://{}",
+            names.join(&format!(", {scheme}://"))
+        ),
     };
     tracing::info!(addr = %running.addr, account = %args.account, "handle service ready over the {description}, {endpoint}");
     shutdown_signal().await;
@@ -124,18 +204,13 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// The account key given, or a random one that is printed.
+/// The account key given. The service never makes one up: a generated key would have to be
+/// shown to someone, and in a pod whatever the service prints lands in the logs.
 fn account_key(key: Option<&str>) -> Result<AccountKey> {
-    match key {
-        Some(k) => AccountKey::from_base64(k).context("--key / SHARE_HYGIENE_ACCOUNT_KEY"),
-        None => {
-            let key = AccountKey::random();
-            // The only place a key is ever printed: one the operator did not give, so that a
-            // client can be pointed at this service.
-            eprintln!("no --key given; generated account key: {}", key.to_base64());
-            Ok(key)
-        }
-    }
+    let key = key.context(
+        "no account key: set SHARE_HYGIENE_ACCOUNT_KEY (or --key) to a base64 key that clients will sign with, for example the output of `head -c 32 /dev/urandom | base64`",
+    )?;
+    AccountKey::from_base64(key).context("--key / SHARE_HYGIENE_ACCOUNT_KEY")
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,5 +1,7 @@
 //! The controller's HTTP port: `/metrics`, `/healthz` (the process runs), `/readyz` (its
-//! watches have synced).
+//! watches have synced). Served with the same connection deadlines and limits as the handle
+//! service; plain HTTP, since it carries no secrets and Prometheus scrapes it from inside the
+//! cluster.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,11 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
+use crate::listener::{self, Limits};
 use crate::metrics::{CONTENT_TYPE, ControllerMetrics, render};
 
 /// Binds `addr` and serves in the background.
@@ -21,25 +20,21 @@ pub async fn serve(
     metrics: ControllerMetrics,
     ready: Arc<AtomicBool>,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (metrics, ready) = (metrics.clone(), ready.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let resp = answer(req.uri().path(), &metrics, &ready);
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let tcp = tokio::net::TcpListener::bind(addr).await?;
+    let bound = tcp.local_addr()?;
+    let connections = metrics.connections.clone();
+    let handler = move |req: http::Request<listener::RequestBody>, _| {
+        let resp = answer(req.uri().path(), &metrics, &ready);
+        async move { resp }
+    };
+    tokio::spawn(listener::serve(
+        tcp,
+        Limits::default(),
+        None,
+        connections,
+        handler,
+        std::future::pending(),
+    ));
     Ok(bound)
 }
 

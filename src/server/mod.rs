@@ -11,25 +11,21 @@ mod admin;
 mod request;
 mod respond;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use jiff::Timestamp;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::auth::{self, AccountKey, Operation, RequestView, SasResource};
 use crate::handles::memory::MemoryStore;
 use crate::handles::{self, HandleService};
+use crate::listener::{self, CertReloader, Limits, ListenError, TlsFiles};
 use crate::metrics::ServiceMetrics;
 use crate::protocol::{
     CloseRequest, ErrorCode, ListRequest, ServiceVersion, StorageError, Target, encode_list,
@@ -39,6 +35,9 @@ pub use addressing::{Addressing, InvalidHostName};
 use addressing::{RequestHosts, Route};
 use respond::Echo;
 pub use respond::{Body, SERVER};
+
+/// The default of [`ServerConfig::max_requests_in_flight`].
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 64;
 
 /// How the service authenticates and what it accepts.
 #[derive(Debug, Clone)]
@@ -54,15 +53,23 @@ pub struct ServerConfig {
     /// Put the server's string-to-sign in `AuthenticationErrorDetail` (never in production:
     /// it helps a client author find a signing bug).
     pub debug_auth: bool,
-    /// The largest request body accepted (admin JSON); larger ones get 413.
+    /// The largest request body accepted (admin JSON); larger ones get 413, at once when
+    /// `Content-Length` declares it.
     pub max_body_bytes: usize,
-    /// The largest request head (request line and headers); larger ones get 431.
-    pub max_head_bytes: usize,
+    /// The most requests handled at once (after their bodies arrived); past it, 503
+    /// `ServerBusy` with `Retry-After`.
+    pub max_requests_in_flight: usize,
+    /// Connection deadlines and limits, and the largest request head (431 past it).
+    pub limits: Limits,
+    /// Serve HTTPS with this certificate and key (reloaded when the files change).
+    pub tls: Option<TlsFiles>,
+    /// Allow plain HTTP on an address that is not loopback (logged as a warning).
+    pub allow_insecure_http: bool,
 }
 
 impl ServerConfig {
-    /// Defaults for `account` and `key`: path-style, 64 KiB bodies, 64 KiB heads, no auth
-    /// debugging.
+    /// Defaults for `account` and `key`: path-style, 64 KiB bodies, 64 requests in flight,
+    /// the listener's default [`Limits`], plain HTTP (so loopback only), no auth debugging.
     pub fn new(account: impl Into<String>, key: AccountKey) -> Self {
         Self {
             account: account.into(),
@@ -70,7 +77,10 @@ impl ServerConfig {
             addressing: Addressing::PathStyle,
             debug_auth: false,
             max_body_bytes: 64 * 1024,
-            max_head_bytes: 64 * 1024,
+            max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            limits: Limits::default(),
+            tls: None,
+            allow_insecure_http: false,
         }
     }
 }
@@ -81,6 +91,7 @@ pub struct HandleServer {
     backend: Arc<dyn HandleService>,
     admin: Option<Arc<MemoryStore>>,
     metrics: ServiceMetrics,
+    in_flight: Semaphore,
 }
 
 /// Paths the service answers itself, before routing; accounts cannot take these names.
@@ -112,6 +123,7 @@ impl HandleServer {
         admin: Option<Arc<MemoryStore>>,
     ) -> Self {
         Self {
+            in_flight: Semaphore::new(config.max_requests_in_flight),
             config,
             backend,
             admin,
@@ -129,64 +141,21 @@ impl HandleServer {
         Self::new(config, store.clone(), Some(store))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then waits for open connections' requests
-    /// in flight to finish.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut conns = tokio::task::JoinSet::new();
-        let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-        // hyper's floor for the read buffer is 8 KiB.
-        let max_head = self.config.max_head_bytes.max(8192);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let this = self.clone();
-                    let mut closing = closing_rx.clone();
-                    conns.spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let this = this.clone();
-                            async move { Ok::<_, std::convert::Infallible>(this.handle(req, Some(peer)).await) }
-                        });
-                        let mut builder = http1::Builder::new();
-                        builder
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(30))
-                            .max_buf_size(max_head)
-                            .max_header_size(max_head);
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        let mut conn = std::pin::pin!(conn);
-                        tokio::select! {
-                            res = conn.as_mut() => if let Err(e) = res { tracing::debug!(error = %e, %peer, "connection ended with an error") },
-                            _ = closing.changed() => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
-                            }
-                        }
-                    });
-                }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            }
-        }
-        let _ = closing_tx.send(true);
-        while conns.join_next().await.is_some() {}
-    }
-
-    /// Binds `addr` and serves in a background task.
-    pub async fn spawn(self: Arc<Self>, addr: SocketAddr) -> std::io::Result<RunningServer> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+    /// Binds `addr` and serves in a background task. Refuses plain HTTP on a non-loopback
+    /// address unless the configuration allows it, and a certificate or key that cannot serve.
+    pub async fn spawn(self: Arc<Self>, addr: SocketAddr) -> Result<RunningServer, ListenError> {
+        let config = &self.config;
+        listener::check_exposure(addr, config.tls.is_some(), config.allow_insecure_http)?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(CertReloader::load(files.clone())?)),
+            None => None,
+        };
+        let tcp = listener::bind(addr).await?;
+        let addr = tcp
+            .local_addr()
+            .map_err(|source| ListenError::Bind { addr, source })?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(self.serve(listener, async {
+        let task = tokio::spawn(self.serve(tcp, tls, async {
             let _ = stopped.await;
         }));
         Ok(RunningServer {
@@ -194,6 +163,24 @@ impl HandleServer {
             stop: Some(stop),
             task,
         })
+    }
+
+    /// Serves on `tcp` until `shutdown` completes, then waits for open connections' requests
+    /// in flight to finish.
+    async fn serve(
+        self: Arc<Self>,
+        tcp: TcpListener,
+        tls: Option<Arc<CertReloader>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let limits = self.config.limits.clone();
+        let metrics = self.metrics.connections.clone();
+        let this = self.clone();
+        let handler = move |req, conn: listener::ConnectionInfo| {
+            let this = this.clone();
+            async move { this.handle(req, Some(conn.peer)).await }
+        };
+        listener::serve(tcp, limits, tls, metrics, handler, shutdown).await;
     }
 
     /// Answers one request.
@@ -216,12 +203,18 @@ impl HandleServer {
             client_request_id,
             version,
         };
+        // A body that was refused or cut leaves the connection's framing unknown: close it.
+        let mut close = false;
         let result = match self.read_body(body).await {
-            Ok(body) => self.dispatch(&parts, &body, peer, &echo).await,
-            Err(e) => Err(e),
+            Ok(body) => self.admit(&parts, &body, peer, &echo).await,
+            Err(e) => {
+                close = true;
+                Err(e)
+            }
         };
+        let busy = matches!(&result, Err(e) if e.code == ErrorCode::ServerBusy);
         let mut resp = result.unwrap_or_else(|err| {
-            if err.status >= 500 {
+            if err.status >= 500 && !busy {
                 tracing::warn!(status = err.status, code = %err.code, message = %err.message, "request failed");
             } else {
                 tracing::debug!(status = err.status, code = %err.code, message = %err.message, "request refused");
@@ -229,6 +222,18 @@ impl HandleServer {
             respond::error(&err, &echo.request_id)
         });
         respond::standard_headers(&mut resp, &echo);
+        if close {
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        if busy {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
         self.metrics
             .request(operation, resp.status().as_u16(), started.elapsed());
         resp
@@ -262,32 +267,70 @@ impl HandleServer {
         }
     }
 
+    /// Reads the body, at most `max_body_bytes`: a larger declared `Content-Length` is
+    /// refused before a byte of it is read.
     async fn read_body<B>(&self, body: B) -> Result<Bytes, StorageError>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let limit = self.config.max_body_bytes;
+        let too_large = || {
+            StorageError::new(
+                413,
+                ErrorCode::RequestBodyTooLarge,
+                format!(
+                    "The request body is too large; this service accepts at most {limit} bytes."
+                ),
+            )
+        };
+        if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+            return Err(too_large());
+        }
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                Err(StorageError::new(
-                    413,
-                    ErrorCode::RequestBodyTooLarge,
-                    format!(
-                        "The request body is too large; this service accepts at most {limit} bytes."
-                    ),
-                ))
+                Err(too_large())
             }
+            Err(e) if timed_out(e.as_ref()) => Err(StorageError::new(
+                408,
+                ErrorCode::Other("RequestTimeout".into()),
+                format!(
+                    "The request did not arrive within {}.",
+                    crate::duration::HumanDuration(self.config.limits.request_read_timeout)
+                ),
+            )),
             Err(e) => Err(StorageError::new(
                 400,
                 ErrorCode::InvalidInput,
                 format!("The request body could not be read: {e}"),
             )),
         }
+    }
+
+    /// Dispatches the request if fewer than `max_requests_in_flight` are being handled;
+    /// 503 `ServerBusy` if not.
+    async fn admit(
+        &self,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        peer: Option<SocketAddr>,
+        echo: &Echo,
+    ) -> Result<Response<Body>, StorageError> {
+        let Ok(_slot) = self.in_flight.try_acquire() else {
+            return Err(StorageError::new(
+                503,
+                ErrorCode::ServerBusy,
+                format!(
+                    "The server is busy: it handles at most {} requests at once. Retry after a second.",
+                    self.config.max_requests_in_flight
+                ),
+            ));
+        };
+        self.dispatch(parts, body, peer, echo).await
     }
 
     async fn dispatch(
@@ -389,7 +432,7 @@ impl HandleServer {
                 account: &self.config.account,
                 share,
                 path,
-                https: false,
+                https: self.config.tls.is_some(),
                 client_ip: peer.map(|p| p.ip()),
             };
             return auth::verify_sas(view, &res, &self.config.key, op, Timestamp::now())
@@ -517,6 +560,20 @@ fn operation_label(uri: &http::Uri) -> &'static str {
     } else {
         "other"
     }
+}
+
+/// Whether reading failed because the connection's read deadline passed.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn auth_error(e: auth::AuthError) -> StorageError {
