@@ -188,10 +188,9 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
         )
     })?;
     let endpoint = match addressing {
-        Addressing::PathStyle => format!(
-            "path-style at {scheme}://{}/{}",
-            running.addr, args.account
-        ),
+        Addressing::PathStyle => {
+            format!("path-style at {scheme}://{}/{}", running.addr, args.account)
+        }
         Addressing::HostStyle(names) => format!(
             "host-style at {scheme}://{}",
             names.join(&format!(", {scheme}://"))

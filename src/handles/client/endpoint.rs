@@ -242,11 +242,18 @@ mod tests {
     fn host_style() {
         for (url, account) in [
             ("https://acct.FILE.core.chinacloudapi.cn/share", "acct"),
-            ("https://acct.privatelink.file.core.windows.net/share", "acct"),
+            (
+                "https://acct.privatelink.file.core.windows.net/share",
+                "acct",
+            ),
         ] {
             let u = ShareUrl::parse(url).unwrap();
             assert_eq!(
-                (u.endpoint.account(), u.endpoint.is_path_style(), u.share.as_str()),
+                (
+                    u.endpoint.account(),
+                    u.endpoint.is_path_style(),
+                    u.share.as_str()
+                ),
                 (account, false, "share"),
                 "{url}"
             );
