@@ -10,6 +10,8 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked
 cargo test --locked
+# Every fuzz target for 5 s from its seeds, unoptimised to build fast (docs/benchmarks.md).
+FUZZ_PROFILE=dev scripts/fuzz.sh 5
 if [ -n "${KUBECONFIG:-}" ]; then
   cargo test --locked --test e2e_cluster -- --ignored
 else

@@ -86,13 +86,20 @@ pub fn parse(text: &str, service_paths: &[String]) -> (Vec<LockRow>, Vec<BadLine
     (rows, bad)
 }
 
-/// Splits off the next whitespace-separated token.
+/// Whether `c` separates columns. smbstatus pads its columns with ASCII spaces only; other
+/// whitespace (U+3000, U+00A0, ...) belongs to a name. Being one byte, a separator's index
+/// plus one is always a character boundary, so slicing around it never panics.
+fn is_sep(c: char) -> bool {
+    c.is_ascii_whitespace()
+}
+
+/// Splits off the next separator-delimited token.
 fn token(s: &str) -> Option<(&str, &str)> {
-    let s = s.trim_start();
+    let s = s.trim_start_matches(is_sep);
     if s.is_empty() {
         return None;
     }
-    let end = s.find(char::is_whitespace).unwrap_or(s.len());
+    let end = s.find(is_sep).unwrap_or(s.len());
     Some((&s[..end], &s[end..]))
 }
 
@@ -107,7 +114,7 @@ fn parse_line(line: &str, service_paths: &[String]) -> Result<LockRow, &'static 
         .and_then(|h| u32::from_str_radix(h, 16).ok())
         .ok_or("the access mask is not hexadecimal")?;
     let (_rw, rest) = token(rest).ok_or("no R/W column")?;
-    let rest = rest.trim_start();
+    let rest = rest.trim_start_matches(is_sep);
     // Oplock names: NONE, BATCH, EXCLUSIVE, LEVEL_II, `LEASE(RWH)` (letters absent when not
     // held), and `LEASE STATE UNKNOWN`, the only one with inner spaces.
     let oplock_len = if rest.starts_with("LEASE STATE UNKNOWN") {
@@ -115,10 +122,10 @@ fn parse_line(line: &str, service_paths: &[String]) -> Result<LockRow, &'static 
     } else if rest.starts_with("LEASE(") {
         rest.find(')').ok_or("unterminated LEASE(...)")? + 1
     } else {
-        rest.find(char::is_whitespace).ok_or("no oplock column")?
+        rest.find(is_sep).ok_or("no oplock column")?
     };
     let (oplock, rest) = rest.split_at(oplock_len);
-    let rest = rest.trim_start();
+    let rest = rest.trim_start_matches(is_sep);
 
     // The open time is the last five tokens: `Sat Nov 21 05:46:51 2026` (day space-padded).
     let (left, opened_at) = split_time(rest).ok_or("no open time at the end of the line")?;
@@ -152,18 +159,17 @@ fn parse_holder(s: &str) -> Option<Holder> {
 /// Splits `…   Sat Nov 21 05:46:51 2026` into what precedes the three-space separator and the
 /// time.
 fn split_time(s: &str) -> Option<(&str, Timestamp)> {
-    let s = s.trim_end();
+    let s = s.trim_end_matches(is_sep);
     let mut end = s.len();
-    let mut tokens = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let head = s[..end].trim_end();
-        let start = head.rfind(char::is_whitespace).map_or(0, |i| i + 1);
-        tokens.push(&head[start..]);
+    let mut tokens = [""; 5];
+    for t in &mut tokens {
+        let head = s[..end].trim_end_matches(is_sep);
+        // `+ 1` steps over a one-byte separator (see `is_sep`).
+        let start = head.rfind(is_sep).map_or(0, |i| i + 1);
+        *t = &head[start..];
         end = start;
     }
-    let [year, hms, day, month, _weekday] = tokens[..] else {
-        return None;
-    };
+    let [year, hms, day, month, _weekday] = tokens;
     let left = s[..end].strip_suffix("   ")?;
     let month = match month {
         "Jan" => 1,
@@ -279,6 +285,29 @@ disconnected  1001       DENY_NONE  0x12019f    RDWR       BATCH            /srv
             bad[0].to_string(),
             "line 1: the pid is neither a number nor `disconnected` (\"garbage\")"
         );
+    }
+
+    #[test]
+    fn multibyte_whitespace_in_a_split_name_is_a_bad_line_not_a_panic() {
+        // A file name holding a newline splits its open over two lines; the first then ends
+        // in the name's own text. Unicode whitespace there (U+3000 is three bytes, U+00A0
+        // two) once made the time splitter slice inside a character and panic, which broke
+        // listing for the whole server.
+        let paths = ["/srv/data".to_owned()];
+        for ws in ['\u{3000}', '\u{a0}', '\u{2028}', '\u{85}'] {
+            let text = format!(
+                "12 1001 DENY_NONE 0x1 RDWR NONE   /srv/data   a{ws}b\n\
+                 c   Sat Nov 21 05:50:09 2026\n\
+                 13 1001 DENY_NONE 0x1 RDWR NONE   /srv/data   ok{ws}   Sat Nov 21 05:50:09 2026\n\
+                 14 1001 DENY_NONE 0x1 RDWR NONE   /srv/data   x{ws}Sat{ws}Nov{ws}21{ws}05:50:09{ws}2026\n"
+            );
+            let (rows, bad) = parse(&text, &paths);
+            assert_eq!(bad.len(), 3, "{ws:?}: {bad:#?}");
+            assert_eq!(bad[0].line, 1);
+            assert_eq!(bad[0].reason, "no open time at the end of the line");
+            assert_eq!(rows.len(), 1, "{ws:?}: the next open still parses");
+            assert_eq!(rows[0].name, format!("ok{ws}"));
+        }
     }
 
     #[test]

@@ -236,12 +236,18 @@ impl SambaStore {
             netfile.map_err(tool_error)?,
         );
         let parse_started = Instant::now();
-        let paths = shares.paths_longest_first();
-        let locks_text = String::from_utf8_lossy(&locks.stdout);
-        let (rows, bad_rows) = locks::parse(&locks_text, &paths);
-        let netfile_text = String::from_utf8_lossy(&netfile.stdout);
-        let (entries, bad_entries) = netfile::parse_enum(&netfile_text);
-        let sessions_by_pid = sessions::parse(&sessions.stdout).map_err(backend)?;
+        let Listings {
+            snap,
+            netfile_entries,
+            bad_rows,
+            bad_entries,
+        } = parse_listings(
+            &shares.paths_longest_first(),
+            &locks.stdout,
+            &netfile.stdout,
+            &sessions.stdout,
+        )
+        .map_err(backend)?;
         for (tool, bad) in [
             ("smbstatus -L -f", &bad_rows),
             ("net rpc file", &bad_entries),
@@ -250,7 +256,6 @@ impl SambaStore {
                 tracing::warn!(tool, skipped = bad.len(), first = %first, "unparsable output lines skipped");
             }
         }
-        let snap = Snapshot::join(rows, &entries, &sessions_by_pid);
         let timings = Timings {
             locks: locks.elapsed,
             sessions: sessions.elapsed,
@@ -259,7 +264,7 @@ impl SambaStore {
         };
         tracing::debug!(
             opens = snap.opens.len(),
-            netfile_entries = entries.len(),
+            netfile_entries,
             unmatched_lines = snap.unmatched_lines,
             smbstatus_locks_ms = ms(timings.locks),
             smbstatus_sessions_ms = ms(timings.sessions),
@@ -391,6 +396,72 @@ impl SambaStore {
             handles,
             next_marker,
         })
+    }
+}
+
+/// One look at the server, parsed: the joined snapshot and the lines that did not parse.
+struct Listings {
+    snap: Snapshot,
+    netfile_entries: usize,
+    bad_rows: Vec<locks::BadLine>,
+    bad_entries: Vec<locks::BadLine>,
+}
+
+/// Parses and joins the three tools' raw output (`smbstatus -L -f`, `net rpc file`,
+/// `smbstatus -p --json`); `paths` are the shares' service paths, longest first. Fails only
+/// when the sessions are not readable; a bad line of the other two is skipped and returned.
+fn parse_listings(
+    paths: &[String],
+    locks_out: &[u8],
+    netfile_out: &[u8],
+    sessions_out: &[u8],
+) -> Result<Listings, String> {
+    let (rows, bad_rows) = locks::parse(&String::from_utf8_lossy(locks_out), paths);
+    let (entries, bad_entries) = netfile::parse_enum(&String::from_utf8_lossy(netfile_out));
+    let sessions_by_pid = sessions::parse(sessions_out)?;
+    Ok(Listings {
+        snap: Snapshot::join(rows, &entries, &sessions_by_pid),
+        netfile_entries: entries.len(),
+        bad_rows,
+        bad_entries,
+    })
+}
+
+/// Entry points for the fuzz targets in `fuzz/`: the parsers of the tools' output are
+/// private to this store, and fuzzing must reach them as `observe` calls them. Not a
+/// supported API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `testparm -s` output into the served shares; returns how many there are.
+    pub fn testparm(text: &str) -> usize {
+        super::shares::parse_testparm(text).shares.len()
+    }
+
+    /// Parses one look at the server as `observe` does, with the shares of `testparm`, and
+    /// walks the snapshot as a listing would. Returns the number of opens.
+    pub fn listings(
+        testparm: &str,
+        locks_out: &[u8],
+        netfile_out: &[u8],
+        sessions_out: &[u8],
+    ) -> Result<usize, String> {
+        let shares = super::shares::parse_testparm(testparm);
+        let listings = super::parse_listings(
+            &shares.paths_longest_first(),
+            locks_out,
+            netfile_out,
+            sessions_out,
+        )?;
+        let snap = &listings.snap;
+        for open in &snap.opens {
+            let _ = super::snapshot::access_rights(open.access_mask);
+            let _ = super::close::guard(open, snap);
+            let _ = snap.has_path(&open.service_path, &open.path);
+            let _ = snap
+                .scope(&open.service_path, &open.path, true, Some(open.id))
+                .count();
+        }
+        Ok(snap.opens.len())
     }
 }
 
