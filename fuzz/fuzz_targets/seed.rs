@@ -1,6 +1,7 @@
 //! Seed files (YAML) loaded into a memory store: parsing, then applying. Counts are capped
-//! at 64 here so that a large but valid `count` measures the parser, not the allocator
-//! (bounding `count` itself is the seed validation's job).
+//! at 64 here so that a large but valid `count` (up to the store's bound of a million handles
+//! an entry) spends the run on the parser, not the allocator; the bound itself has its own
+//! regression tests (the memory store's unit tests, `tests/server_malformed.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
