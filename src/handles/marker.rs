@@ -46,7 +46,9 @@ impl MarkerCodec {
         Self { secret }
     }
 
-    fn mac(&self, kind: MarkerKind, target: &Target, last: HandleId) -> [u8; MAC_LEN] {
+    /// The HMAC over what a marker binds: its kind, the last handle, the share, the path and
+    /// the recursion.
+    fn mac(&self, kind: MarkerKind, target: &Target, last: HandleId) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
         mac.update(&[VERSION, kind as u8]);
         mac.update(&last.0.to_be_bytes());
@@ -54,10 +56,7 @@ impl MarkerCodec {
         mac.update(&[0]);
         mac.update(target.path.as_bytes());
         mac.update(&[0, u8::from(target.is_recursive())]);
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&full[..MAC_LEN]);
-        out
+        mac
     }
 
     /// A marker that resumes `kind` on `target` after handle `last`.
@@ -65,7 +64,8 @@ impl MarkerCodec {
         let mut payload = Vec::with_capacity(PAYLOAD_LEN);
         payload.extend_from_slice(&[VERSION, kind as u8]);
         payload.extend_from_slice(&last.0.to_be_bytes());
-        payload.extend_from_slice(&self.mac(kind, target, last));
+        let full = self.mac(kind, target, last).finalize().into_bytes();
+        payload.extend_from_slice(&full[..MAC_LEN]);
         let body = URL_SAFE_NO_PAD.encode(payload);
         // The service's markers look like `1!<length>!<payload>`; ours do too.
         Marker::new(format!("1!{}!{body}", body.len()))
@@ -94,7 +94,14 @@ impl MarkerCodec {
         let last = HandleId(u64::from_be_bytes(
             payload[2..10].try_into().expect("8 bytes"),
         ));
-        if payload[1] != kind as u8 || payload[10..] != self.mac(kind, target, last) {
+        // verify_truncated_left compares in constant time: a marker's MAC must not be
+        // guessable byte by byte from how fast the refusal comes.
+        if payload[1] != kind as u8
+            || self
+                .mac(kind, target, last)
+                .verify_truncated_left(&payload[10..])
+                .is_err()
+        {
             return Err(refuse(
                 "The marker is stale or belongs to another request: it was issued for another path, operation or service instance.",
             ));
