@@ -28,7 +28,9 @@ pub enum JwtError {
     #[error("The bearer token is malformed: {0}.")]
     Malformed(String),
     /// An `alg` other than RS256 (`none` and HS256 included: no key confusion).
-    #[error("Signature validation failed. The token's algorithm {0:?} is not accepted; only RS256 is.")]
+    #[error(
+        "Signature validation failed. The token's algorithm {0:?} is not accepted; only RS256 is."
+    )]
     Algorithm(String),
     /// No key of the issuer's set has the token's `kid`.
     #[error("Signature validation failed. Signature key not found (kid {0:?}).")]
@@ -107,9 +109,9 @@ impl JwkSet {
                 continue;
             };
             let decode = |field: &str, v: &str| {
-                URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).map_err(|_| {
-                    JwtError::Malformed(format!("JWKS key {kid:?} has a bad {field}"))
-                })
+                URL_SAFE_NO_PAD
+                    .decode(v.trim_end_matches('='))
+                    .map_err(|_| JwtError::Malformed(format!("JWKS key {kid:?} has a bad {field}")))
             };
             let n = decode("n", &n)?;
             let e = decode("e", &e)?;
@@ -401,6 +403,8 @@ mod tests {
         let set = JwkSet::from_json(json).unwrap();
         assert_eq!(set.len(), 1);
         assert!(set.get("k1").is_some());
-        assert!(JwkSet::from_json(br#"{"keys":[{"kty":"RSA","kid":"k","n":"!","e":"AQAB"}]}"#).is_err());
+        assert!(
+            JwkSet::from_json(br#"{"keys":[{"kty":"RSA","kid":"k","n":"!","e":"AQAB"}]}"#).is_err()
+        );
     }
 }

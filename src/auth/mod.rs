@@ -15,8 +15,8 @@ pub use credentials::{
     ConnectionString, Credential, CredentialError, SECRET_KEYS, SasToken, credential_from_keys,
 };
 pub use jwt::{
-    Jwk, JwkSet, JwtError, Principal, TOKEN_CLOCK_SKEW, TokenHeader, TokenRules, header as jwt_header,
-    verify as verify_jwt,
+    Jwk, JwkSet, JwtError, Principal, TOKEN_CLOCK_SKEW, TokenHeader, TokenRules,
+    header as jwt_header, verify as verify_jwt,
 };
 pub use key::{AccountKey, InvalidAccountKey};
 pub use sas::{Operation, SasResource, is_sas_request, verify_sas};
