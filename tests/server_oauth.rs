@@ -530,3 +530,45 @@ async fn tokens_from_the_local_entra_token_endpoint_are_accepted() {
     .await;
     assert_eq!(status, 400, "a forged assertion got a token");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_issuer_is_a_500_that_does_not_hammer_it() {
+    // An "issuer" that accepts connections and drops them, counting them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}/{TENANT}/v2.0", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    let dropper = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let store = Arc::new(MemoryStore::default());
+    store.create_share(SHARE).unwrap();
+    let mut config = ServerConfig::new(ACCOUNT, AccountKey::random());
+    let mut oauth = OAuthConfig::new(&issuer, TENANT).unwrap();
+    oauth.contributors = vec![CONTRIBUTOR.into()];
+    config.oauth = Some(oauth);
+    let service = Arc::new(HandleServer::memory(config, store))
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}/{ACCOUNT}/{SHARE}?comp=listhandles", service.addr);
+    let token = SigningKey::generate("k").sign(&json!({"exp": now() + 600}));
+    let first = send(bearer(http().get(&url), &token)).await;
+    assert_eq!(first.status, 500, "{}", first.body);
+    assert_eq!(first.code, "InternalError");
+    let tried = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(tried >= 1);
+    for _ in 0..3 {
+        assert_eq!(send(bearer(http().get(&url), &token)).await.status, 500);
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        tried,
+        "every request fetched again"
+    );
+    service.shutdown().await;
+    dropper.abort();
+}

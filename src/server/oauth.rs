@@ -26,6 +26,10 @@ const KEYS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest OpenID configuration or JWKS document read.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
+/// How long after a failed fetch the next one is tried (bearer requests meanwhile use the
+/// keys they have, or get 500 when there are none).
+const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(10);
+
 /// How long one fetch from the issuer may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,12 +118,14 @@ struct Keys {
     set: Arc<JwkSet>,
     /// The `issuer` of the OpenID configuration.
     issuer: String,
-    fetched: Instant,
 }
 
 #[derive(Default)]
 struct Cache {
     keys: Option<Keys>,
+    /// When the keys are due to be fetched (again): a day after a fetch, shortly after a
+    /// failed one. `None`: never fetched.
+    due: Option<Instant>,
     /// When an unknown key id last caused a fetch.
     last_unknown_kid_fetch: Option<Instant>,
 }
@@ -211,12 +217,11 @@ impl OAuth {
     /// The current keys, fetched first when there are none or they are old, or when `kid` is
     /// unknown and the last such fetch is long enough ago.
     async fn keys_for(&self, kid: &str) -> Result<(Arc<JwkSet>, String), StorageError> {
+        // Held across a fetch, so that concurrent requests wait for it rather than each
+        // fetching again.
         let mut cache = self.cache.lock().await;
         let now = Instant::now();
-        let stale = cache
-            .keys
-            .as_ref()
-            .is_none_or(|k| now.duration_since(k.fetched) > KEYS_MAX_AGE);
+        let stale = cache.due.is_none_or(|due| now >= due);
         let unknown = cache
             .keys
             .as_ref()
@@ -230,19 +235,23 @@ impl OAuth {
                 tracing::info!(%kid, "a token names a key the issuer's cached set lacks; fetching the keys again");
             }
             match self.fetch().await {
-                Ok(keys) => cache.keys = Some(keys),
+                Ok(keys) => {
+                    cache.keys = Some(keys);
+                    cache.due = Some(now + KEYS_MAX_AGE);
+                }
                 Err(e) => {
+                    // Keys a day old still verify tokens better than none; try again soon.
                     tracing::warn!(issuer = %self.config.issuer, error = %e, "fetching the OAuth issuer's keys failed");
-                    if cache.keys.is_none() || stale {
-                        return Err(StorageError::internal(format!(
-                            "The service could not fetch the signing keys of its OAuth issuer: {e}"
-                        )));
-                    }
+                    cache.due = Some(now + FAILED_FETCH_BACKOFF);
                 }
             }
         }
-        let keys = cache.keys.as_ref().expect("fetched above");
-        Ok((keys.set.clone(), keys.issuer.clone()))
+        match &cache.keys {
+            Some(keys) => Ok((keys.set.clone(), keys.issuer.clone())),
+            None => Err(StorageError::internal(
+                "The service could not fetch the signing keys of its OAuth issuer; it retries shortly.",
+            )),
+        }
     }
 
     /// Reads the OpenID configuration, then the key set it points to.
@@ -269,7 +278,6 @@ impl OAuth {
         Ok(Keys {
             set: Arc::new(set),
             issuer: doc.issuer,
-            fetched: Instant::now(),
         })
     }
 }
