@@ -572,3 +572,33 @@ async fn an_unreachable_issuer_is_a_500_that_does_not_hammer_it() {
     service.shutdown().await;
     dropper.abort();
 }
+
+#[test]
+fn the_command_line_refuses_an_issuer_keys_could_be_swapped_on_and_key_refusal_without_oauth() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
+            .arg("handle-service")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SHARE_HYGIENE_ACCOUNT_KEY", "a2V5")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[
+        "--oauth-issuer",
+        "http://idp.example/t/v2.0",
+        "--oauth-tenant",
+        "t",
+    ]);
+    assert!(err.contains("--oauth-issuer"), "{err}");
+    assert!(
+        err.contains("plain http is accepted only on a loopback host"),
+        "{err}"
+    );
+    let err = run(&["--no-shared-key"]);
+    assert!(err.contains("--oauth-issuer"), "{err}");
+    let err = run(&["--oauth-issuer", "https://login.microsoftonline.com/t/v2.0"]);
+    assert!(err.contains("--oauth-tenant"), "{err}");
+}

@@ -114,6 +114,14 @@ impl OAuthArgs {
                 "--oauth-issuer without --oauth-reader or --oauth-contributor: every bearer token will be refused with AuthorizationPermissionMismatch"
             );
         }
+        tracing::info!(
+            issuer = %oauth.issuer,
+            tenant = %oauth.tenant,
+            readers = oauth.readers.len(),
+            contributors = oauth.contributors.len(),
+            shared_key = !self.no_shared_key,
+            "accepting OAuth bearer tokens"
+        );
         config.oauth = Some(oauth);
         Ok(())
     }
