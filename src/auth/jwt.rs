@@ -257,7 +257,13 @@ pub fn verify(
     .map_err(|_| JwtError::Signature)?;
 
     let claims: RawClaims = serde_json::from_slice(&decode_part(parts.payload, "payload")?)
-        .map_err(|e| JwtError::Malformed(format!("its claims are not valid: {e}")))?;
+        // serde's message may quote a claim's value; say where, not what.
+        .map_err(|e| {
+            JwtError::Malformed(format!(
+                "its claims are not a JSON object of the expected types (column {})",
+                e.column()
+            ))
+        })?;
     check_lifetime(&claims, now, rules.skew)?;
     check_audience(claims.aud.as_ref(), &rules.audiences)?;
     let iss = claims.iss.ok_or(JwtError::MissingClaim("iss"))?;
@@ -350,6 +356,50 @@ mod tests {
                 assert!(!err.to_string().contains(token), "{err}");
             }
         }
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_are_malformed_without_quoting_them() {
+        use ring::signature::{KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+        // The refusal of a claim's type must come after the signature check, so sign for real.
+        let der = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-outform",
+                "DER",
+            ])
+            .output()
+            .expect("running openssl");
+        let pair = RsaKeyPair::from_der(&der.stdout).unwrap();
+        let public = ring::signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let keys = JwkSet {
+            keys: vec![Jwk {
+                kid: "k".into(),
+                n: public.n,
+                e: public.e,
+            }],
+        };
+        let signed = format!(
+            "{}.{}",
+            b64(r#"{"alg":"RS256","kid":"k"}"#),
+            b64(r#"{"exp":"secret-looking-value"}"#)
+        );
+        let mut sig = vec![0; pair.public().modulus_len()];
+        pair.sign(
+            &RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            signed.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let token = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig));
+        let err = verify(&token, &keys, &rules(), Timestamp::UNIX_EPOCH).unwrap_err();
+        assert!(matches!(err, JwtError::Malformed(_)), "{err:?}");
+        assert!(!err.to_string().contains("secret-looking-value"), "{err}");
     }
 
     #[test]
