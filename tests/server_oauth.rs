@@ -529,6 +529,28 @@ async fn tokens_from_the_local_entra_token_endpoint_are_accepted() {
     )))
     .await;
     assert_eq!(status, 400, "a forged assertion got a token");
+
+    // Managed identity, as IMDS hands it out.
+    s.entra.add_managed_identity("mi-client", CONTRIBUTOR);
+    let imds = |metadata: bool| {
+        let mut req = http().get(format!(
+            "{}?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com",
+            s.entra.imds_endpoint()
+        ));
+        if metadata {
+            req = req.header("Metadata", "true");
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let json: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            (status, json["access_token"].as_str().map(str::to_owned))
+        }
+    };
+    assert_eq!(imds(false).await.0, 400, "IMDS needs Metadata: true");
+    let (status, token) = imds(true).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.close_all(&token.unwrap()).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,9 @@
 //!
 //! Paths follow Entra's: issuer `http://127.0.0.1:PORT/{tenant}/v2.0`, its configuration at
 //! `{issuer}/.well-known/openid-configuration`, keys at `/{tenant}/discovery/v2.0/keys`,
-//! tokens at `/{tenant}/oauth2/v2.0/token`.
+//! tokens at `/{tenant}/oauth2/v2.0/token`. It also plays the Azure Instance Metadata
+//! Service's managed identity endpoint, `GET /metadata/identity/oauth2/token?resource=R`
+//! (with `Metadata: true`; `client_id=` picks a user-assigned identity).
 //!
 //! RSA keys come from the `openssl` command (ring signs but does not generate RSA keys).
 
@@ -160,6 +162,8 @@ struct State {
     keys: Vec<Arc<SigningKey>>,
     jwks_fetches: usize,
     apps: HashMap<String, App>,
+    /// Managed identities by client id: their object ids. The first is the default.
+    managed: Vec<(String, String)>,
     /// Issuers trusted for federated assertions, with their keys.
     federation: HashMap<String, Arc<SigningKey>>,
     tokens_issued: usize,
@@ -193,6 +197,7 @@ impl Entra {
             keys: vec![Arc::new(SigningKey::generate("key-1"))],
             jwks_fetches: 0,
             apps: HashMap::new(),
+            managed: Vec::new(),
             federation: HashMap::new(),
             tokens_issued: 0,
         }));
@@ -291,6 +296,21 @@ impl Entra {
         );
     }
 
+    /// Assigns a managed identity `client_id` (principal `oid`) to "this VM"; the first one
+    /// assigned answers requests that name no `client_id`.
+    pub fn add_managed_identity(&self, client_id: &str, oid: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .managed
+            .push((client_id.to_owned(), oid.to_owned()));
+    }
+
+    /// The managed identity endpoint (IMDS's path on this server).
+    pub fn imds_endpoint(&self) -> String {
+        format!("{}/metadata/identity/oauth2/token", self.base)
+    }
+
     /// Registers an application `client_id` (principal `oid`) with a federated credential:
     /// assertions from `issuer` (signed by `key`) for `subject` prove it.
     pub fn add_federated_app(
@@ -377,7 +397,69 @@ impl Ctx {
                     .collect();
             return self.token(&form, &issuer);
         }
+        if path == "/metadata/identity/oauth2/token" && req.method() == http::Method::GET {
+            let metadata = req.headers().get("metadata").is_some_and(|v| v == "true");
+            let query: HashMap<String, String> =
+                share_hygiene::auth::parse_query(req.uri().query().unwrap_or(""))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+            return self.managed_identity_token(metadata, &query, &issuer);
+        }
         respond(StatusCode::NOT_FOUND, &json!({"error": "not_found"}))
+    }
+
+    /// IMDS's answer: `expires_in` and `expires_on` as strings, as IMDS sends them.
+    fn managed_identity_token(
+        &self,
+        metadata: bool,
+        query: &HashMap<String, String>,
+        issuer: &str,
+    ) -> Response<Full<Bytes>> {
+        if !metadata {
+            return oauth_error("invalid_request", "Required metadata header not specified");
+        }
+        let Some(resource) = query.get("resource") else {
+            return oauth_error(
+                "invalid_request",
+                "Required audience parameter not specified",
+            );
+        };
+        let mut state = self.state.lock().unwrap();
+        let identity = match query.get("client_id") {
+            Some(id) => state.managed.iter().find(|(c, _)| c == id),
+            None => state.managed.first(),
+        };
+        let Some((client_id, oid)) = identity.cloned() else {
+            return oauth_error("invalid_request", "Identity not found");
+        };
+        let now = now();
+        let claims = json!({
+            "aud": format!("{}/", resource.trim_end_matches('/')),
+            "iss": issuer,
+            "tid": self.tenant,
+            "oid": oid,
+            "sub": oid,
+            "appid": client_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+        });
+        let key = state.keys.last().unwrap().clone();
+        state.tokens_issued += 1;
+        drop(state);
+        respond(
+            StatusCode::OK,
+            &json!({
+                "access_token": key.sign(&claims),
+                "client_id": client_id,
+                "expires_in": "3600",
+                "expires_on": (now + 3600).to_string(),
+                "not_before": now.to_string(),
+                "resource": resource,
+                "token_type": "Bearer",
+            }),
+        )
     }
 
     fn token(&self, form: &HashMap<String, String>, issuer: &str) -> Response<Full<Bytes>> {
