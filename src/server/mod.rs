@@ -4,8 +4,7 @@
 //! One request goes: route (path-style `/{account}/{share}/...` or host-style, as the service
 //! is configured: see [`Addressing`]), check the version and parameters, authenticate (Shared
 //! Key, SAS, or an OAuth bearer token: see [`OAuthConfig`]), call the store, and encode the
-//! answer. Anything malformed gets the 4xx the real
-//! service would send, never a panic or a 500.
+//! answer. Anything malformed gets the 4xx the real service would send, never a panic or a 500.
 
 mod addressing;
 mod admin;

@@ -53,7 +53,10 @@ class SigningKey:
 
     def jwk(self) -> dict:
         numbers = self.private.public_key().public_numbers()
-        to_bytes = lambda n: n.to_bytes((n.bit_length() + 7) // 8, "big")  # noqa: E731
+
+        def to_bytes(n: int) -> bytes:
+            return n.to_bytes((n.bit_length() + 7) // 8, "big")
+
         return {
             "kty": "RSA",
             "use": "sig",
