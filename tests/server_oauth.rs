@@ -22,6 +22,8 @@ const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const READER: &str = "11111111-0000-0000-0000-000000000001";
 const CONTRIBUTOR: &str = "22222222-0000-0000-0000-000000000002";
 const STRANGER: &str = "33333333-0000-0000-0000-000000000003";
+/// The app role that makes any principal a contributor.
+const CLOSER_ROLE: &str = "Handles.Close";
 const SHARE: &str = "myshare";
 const VERSION: &str = "2025-11-05";
 
@@ -53,7 +55,7 @@ impl Setup {
         let mut config = ServerConfig::new(ACCOUNT, key.clone());
         let mut oauth = OAuthConfig::new(&entra.issuer(), TENANT).unwrap();
         oauth.readers = vec![READER.into()];
-        oauth.contributors = vec![CONTRIBUTOR.into()];
+        oauth.contributors = vec![CONTRIBUTOR.into(), format!("role:{CLOSER_ROLE}")];
         config.oauth = Some(oauth);
         config.allow_shared_key_access = shared_key;
         let server = Arc::new(HandleServer::memory(config, store.clone()));
@@ -315,10 +317,33 @@ async fn a_reader_lists_but_may_not_close_and_a_stranger_may_do_neither() {
     }
     assert_eq!(s.open_handles(), 3);
 
+    // Roles are compared exactly: another role, or the name in another case, is no grant.
+    for roles in [
+        json!(["Handles.Read"]),
+        json!(["handles.close"]),
+        json!("Handles.Close"),
+    ] {
+        let mut claims = s.entra.claims(STRANGER);
+        claims["roles"] = roles.clone();
+        let answer = s.close_all(&s.entra.token(&claims)).await;
+        assert_ne!(answer.status, 200, "roles {roles}: {}", answer.body);
+    }
+    assert_eq!(s.open_handles(), 3);
+
     // An application allowed by its client id (appid) rather than its object id.
     let mut claims = s.entra.claims(STRANGER);
     claims["appid"] = json!(CONTRIBUTOR);
     assert_eq!(s.close_all(&s.entra.token(&claims)).await.status, 200);
+    assert_eq!(s.open_handles(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_named_as_contributor_may_close() {
+    let s = Setup::start(true).await;
+    let mut claims = s.entra.claims(STRANGER);
+    claims["roles"] = json!(["Handles.Read", CLOSER_ROLE]);
+    let answer = s.close_all(&s.entra.token(&claims)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(s.open_handles(), 0);
 }
 

@@ -74,11 +74,11 @@ struct OAuthArgs {
     /// without the trailing slash); https://ACCOUNT.file.core.windows.net is always accepted.
     #[arg(long = "oauth-audience", value_name = "URL", requires = "oauth_issuer")]
     oauth_audiences: Vec<String>,
-    /// A principal (object id or client id) that may list handles, like "Storage File Data
-    /// Privileged Reader"; repeat for more.
+    /// A principal (object id or client id, or role:NAME for tokens whose roles claim holds
+    /// NAME) that may list handles, like "Storage File Data Privileged Reader"; repeat for more.
     #[arg(long = "oauth-reader", value_name = "ID", requires = "oauth_issuer")]
     oauth_readers: Vec<String>,
-    /// A principal (object id or client id) that may list and force-close handles, like
+    /// A principal (as for --oauth-reader) that may list and force-close handles, like
     /// "Storage File Data Privileged Contributor"; repeat for more.
     #[arg(
         long = "oauth-contributor",

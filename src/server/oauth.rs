@@ -43,11 +43,12 @@ pub struct OAuthConfig {
     pub tenant: String,
     /// Accepted audiences besides the account's own `https://{account}.file.core.windows.net`.
     pub audiences: Vec<String>,
-    /// Principals (object id `oid` or client id `appid`/`azp`) that may list handles: the
-    /// analogue of the "Storage File Data Privileged Reader" role.
+    /// Principals (object id `oid` or client id `appid`/`azp`; `role:NAME` for any token
+    /// whose `roles` claim holds NAME) that may list handles: the analogue of the "Storage
+    /// File Data Privileged Reader" role.
     pub readers: Vec<String>,
-    /// Principals that may list and force-close handles: the analogue of the "Storage File
-    /// Data Privileged Contributor" role.
+    /// Principals (as for `readers`) that may list and force-close handles: the analogue of
+    /// the "Storage File Data Privileged Contributor" role.
     pub contributors: Vec<String>,
     /// The least time between two key fetches caused by unknown key ids.
     pub jwks_refresh_interval: Duration,
@@ -189,11 +190,12 @@ impl OAuth {
 
     fn check_permission(&self, who: &Principal, op: Operation) -> Result<(), StorageError> {
         let listed = |list: &[String]| {
-            list.iter().any(|id| {
-                [&who.oid, &who.appid]
+            list.iter().any(|entry| match entry.strip_prefix("role:") {
+                Some(role) => who.roles.iter().any(|r| r == role),
+                None => [&who.oid, &who.appid]
                     .into_iter()
                     .flatten()
-                    .any(|claim| claim.eq_ignore_ascii_case(id))
+                    .any(|claim| claim.eq_ignore_ascii_case(entry)),
             })
         };
         let allowed = match op {
