@@ -1,16 +1,22 @@
 //! Authentication for the handle APIs: Shared Key signing and verification, SAS
-//! verification, and the account key type that keeps secrets out of logs.
+//! verification, OAuth bearer token (JWT) verification, and the account key type that keeps
+//! secrets out of logs.
 //!
 //! Everything here works on a neutral [`RequestView`] so that the client (signing) and the
 //! server (verifying) share one implementation of the string-to-sign.
 
 mod credentials;
+mod jwt;
 mod key;
 mod sas;
 mod shared_key;
 
 pub use credentials::{
     ConnectionString, Credential, CredentialError, SECRET_KEYS, SasToken, credential_from_keys,
+};
+pub use jwt::{
+    Jwk, JwkSet, JwtError, Principal, TOKEN_CLOCK_SKEW, TokenHeader, TokenRules,
+    header as jwt_header, verify as verify_jwt,
 };
 pub use key::{AccountKey, InvalidAccountKey};
 pub use sas::{Operation, SasResource, is_sas_request, verify_sas};

@@ -16,7 +16,7 @@ use share_hygiene::handles::memory::{DEFAULT_CLOSE_BATCH, MemoryStore, Seed};
 use share_hygiene::handles::samba::SambaStore;
 use share_hygiene::listener::{Limits, TlsFiles};
 use share_hygiene::server::{
-    Addressing, DEFAULT_MAX_REQUESTS_IN_FLIGHT, HandleServer, ServerConfig,
+    Addressing, DEFAULT_MAX_REQUESTS_IN_FLIGHT, HandleServer, OAuthConfig, ServerConfig,
 };
 
 /// `handle-service` options.
@@ -55,6 +55,76 @@ pub struct HandleServiceArgs {
     samba: SambaArgs,
     #[command(flatten)]
     listen_args: ListenArgs,
+    #[command(flatten)]
+    oauth: OAuthArgs,
+}
+
+/// Who may call with an OAuth bearer token (see docs/handle-service.md, "OAuth").
+#[derive(Args)]
+struct OAuthArgs {
+    /// Accept bearer tokens issued by this issuer (for Entra ID,
+    /// https://login.microsoftonline.com/TENANT/v2.0); its keys are read through
+    /// ISSUER/.well-known/openid-configuration.
+    #[arg(long, value_name = "URL", requires = "oauth_tenant")]
+    oauth_issuer: Option<String>,
+    /// The tenant id tokens must carry in `tid`.
+    #[arg(long, value_name = "ID", requires = "oauth_issuer")]
+    oauth_tenant: Option<String>,
+    /// An accepted token audience; repeat for more. Default https://storage.azure.com (with or
+    /// without the trailing slash); https://ACCOUNT.file.core.windows.net is always accepted.
+    #[arg(long = "oauth-audience", value_name = "URL", requires = "oauth_issuer")]
+    oauth_audiences: Vec<String>,
+    /// A principal (object id or client id, or role:NAME for tokens whose roles claim holds
+    /// NAME) that may list handles, like "Storage File Data Privileged Reader"; repeat for more.
+    #[arg(long = "oauth-reader", value_name = "ID", requires = "oauth_issuer")]
+    oauth_readers: Vec<String>,
+    /// A principal (as for --oauth-reader) that may list and force-close handles, like
+    /// "Storage File Data Privileged Contributor"; repeat for more.
+    #[arg(
+        long = "oauth-contributor",
+        value_name = "ID",
+        requires = "oauth_issuer"
+    )]
+    oauth_contributors: Vec<String>,
+    /// Refuse Shared Key and SAS on the handle APIs (403 KeyBasedAuthenticationNotPermitted),
+    /// as an account with key access disabled does; only bearer tokens are accepted.
+    #[arg(long, requires = "oauth_issuer")]
+    no_shared_key: bool,
+}
+
+impl OAuthArgs {
+    /// Puts the options into `config`.
+    fn apply(&self, config: &mut ServerConfig) -> Result<()> {
+        config.allow_shared_key_access = !self.no_shared_key;
+        let (Some(issuer), Some(tenant)) = (&self.oauth_issuer, &self.oauth_tenant) else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            !tenant.trim().is_empty(),
+            "--oauth-tenant is empty; give the tenant id tokens carry in tid"
+        );
+        let mut oauth = OAuthConfig::new(issuer, tenant.trim()).context("--oauth-issuer")?;
+        if !self.oauth_audiences.is_empty() {
+            oauth.audiences = self.oauth_audiences.clone();
+        }
+        oauth.readers = self.oauth_readers.clone();
+        oauth.contributors = self.oauth_contributors.clone();
+        if oauth.readers.is_empty() && oauth.contributors.is_empty() {
+            tracing::warn!(
+                "--oauth-issuer without --oauth-reader or --oauth-contributor: every bearer token will be refused with AuthorizationPermissionMismatch"
+            );
+        }
+        tracing::info!(
+            issuer = %oauth.issuer,
+            tenant = %oauth.tenant,
+            readers = oauth.readers.len(),
+            contributors = oauth.contributors.len(),
+            shared_key = !self.no_shared_key,
+            "accepting OAuth bearer tokens"
+        );
+        config.oauth = Some(oauth);
+        Ok(())
+    }
 }
 
 /// How the service's port is protected: TLS and connection limits (see
@@ -143,6 +213,7 @@ pub async fn run(args: HandleServiceArgs) -> Result<ExitCode> {
     }
     let addressing = config.addressing.clone();
     args.listen_args.apply(&mut config)?;
+    args.oauth.apply(&mut config)?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {

@@ -3,11 +3,12 @@
 //!
 //! One request goes: route (path-style `/{account}/{share}/...` or host-style, as the service
 //! is configured: see [`Addressing`]), check the version and parameters, authenticate (Shared
-//! Key or SAS), call the store, and encode the answer. Anything malformed gets the 4xx the real
-//! service would send, never a panic or a 500.
+//! Key, SAS, or an OAuth bearer token: see [`OAuthConfig`]), call the store, and encode the
+//! answer. Anything malformed gets the 4xx the real service would send, never a panic or a 500.
 
 mod addressing;
 mod admin;
+mod oauth;
 mod request;
 mod respond;
 
@@ -33,6 +34,8 @@ use crate::protocol::{
 
 pub use addressing::{Addressing, InvalidHostName};
 use addressing::{RequestHosts, Route};
+use oauth::OAuth;
+pub use oauth::{InvalidIssuer, OAuthConfig, STORAGE_AUDIENCE};
 use respond::Echo;
 pub use respond::{Body, SERVER};
 
@@ -65,6 +68,12 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Allow plain HTTP on an address that is not loopback (logged as a warning).
     pub allow_insecure_http: bool,
+    /// Accept OAuth bearer tokens from this issuer (none: bearer tokens are refused).
+    pub oauth: Option<OAuthConfig>,
+    /// Accept Shared Key and SAS on the handle APIs. `false` refuses them with 403
+    /// `KeyBasedAuthenticationNotPermitted`, as an account whose `allowSharedKeyAccess` is
+    /// off does; the admin endpoint (ours, not Azure's) keeps its Shared Key.
+    pub allow_shared_key_access: bool,
 }
 
 impl ServerConfig {
@@ -81,6 +90,8 @@ impl ServerConfig {
             limits: Limits::default(),
             tls: None,
             allow_insecure_http: false,
+            oauth: None,
+            allow_shared_key_access: true,
         }
     }
 }
@@ -92,6 +103,7 @@ pub struct HandleServer {
     admin: Option<Arc<MemoryStore>>,
     metrics: ServiceMetrics,
     in_flight: Semaphore,
+    oauth: Option<OAuth>,
 }
 
 /// Paths the service answers itself, before routing; accounts cannot take these names.
@@ -124,6 +136,7 @@ impl HandleServer {
     ) -> Self {
         Self {
             in_flight: Semaphore::new(config.max_requests_in_flight),
+            oauth: config.oauth.clone().map(|o| OAuth::new(o, &config.account)),
             config,
             backend,
             admin,
@@ -219,7 +232,15 @@ impl HandleServer {
             } else {
                 tracing::debug!(status = err.status, code = %err.code, message = %err.message, "request refused");
             }
-            respond::error(&err, &echo.request_id)
+            let mut resp = respond::error(&err, &echo.request_id);
+            if err.code.as_str() == oauth::INVALID_AUTHENTICATION_INFO
+                && let Some(oauth) = &self.oauth
+                && let Ok(challenge) = http::HeaderValue::from_str(&oauth.config().challenge())
+            {
+                resp.headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            resp
         });
         respond::standard_headers(&mut resp, &echo);
         if close {
@@ -400,7 +421,8 @@ impl HandleServer {
                     )),
                 };
                 let version = request::version(&parts.headers)?;
-                self.authenticate(&view, &share, &path, op, peer, version)?;
+                self.authenticate(&view, &share, &path, op, peer, version)
+                    .await?;
                 self.handles_op(op, share, path, &query, &parts.headers, echo)
                     .await
             }
@@ -418,7 +440,7 @@ impl HandleServer {
         .map_err(auth_error)
     }
 
-    fn authenticate(
+    async fn authenticate(
         &self,
         view: &RequestView<'_>,
         share: &str,
@@ -428,6 +450,7 @@ impl HandleServer {
         version: ServiceVersion,
     ) -> Result<(), StorageError> {
         if auth::is_sas_request(view) {
+            self.check_key_access()?;
             let res = SasResource {
                 account: &self.config.account,
                 share,
@@ -441,7 +464,7 @@ impl HandleServer {
         match view.header("authorization") {
             Some(a) if a.starts_with("Bearer ") => {
                 // The real service's order: the intent header first, then the version, then
-                // the token. We have no identity provider to check tokens against.
+                // the token.
                 if request::header(view.headers, "x-ms-file-request-intent")?.is_none() {
                     return Err(StorageError::missing_header("x-ms-file-request-intent"));
                 }
@@ -452,17 +475,35 @@ impl HandleServer {
                         "OAuth on the file data plane needs version 2022-11-02 or later.",
                     ));
                 }
-                Err(StorageError::authentication_failed(
-                    "This handle service authenticates with Shared Key or SAS; it does not accept bearer tokens.",
-                ))
+                match &self.oauth {
+                    Some(oauth) => oauth.authorize(a["Bearer ".len()..].trim(), op).await,
+                    None => Err(StorageError::authentication_failed(
+                        "This handle service is not configured for OAuth (--oauth-issuer); it authenticates with Shared Key or SAS.",
+                    )),
+                }
             }
-            Some(_) => self.check_shared_key(view),
+            Some(_) => {
+                self.check_key_access()?;
+                self.check_shared_key(view)
+            }
             None => Err(StorageError::new(
                 401,
                 ErrorCode::Other("NoAuthenticationInformation".into()),
                 "Server failed to authenticate the request. The request carries no Authorization header and no SAS.",
             )),
         }
+    }
+
+    /// 403 `KeyBasedAuthenticationNotPermitted` when key access is off.
+    fn check_key_access(&self) -> Result<(), StorageError> {
+        if self.config.allow_shared_key_access {
+            return Ok(());
+        }
+        Err(StorageError::new(
+            403,
+            ErrorCode::Other("KeyBasedAuthenticationNotPermitted".into()),
+            "Key based authentication is not permitted on this storage account.",
+        ))
     }
 
     async fn handles_op(

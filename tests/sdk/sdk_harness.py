@@ -103,10 +103,15 @@ class HandleService:
         close_batch: int | None = None,
         key: str = KEY,
         host_name: str | None = None,
+        extra_args: list[str] | None = None,
+        https: bool = False,
     ) -> None:
-        """`host_name` serves host-style (`--host-name`) instead of path-style."""
+        """`host_name` serves host-style (`--host-name`) instead of path-style; `extra_args`
+        go to the command line as they are; `https` says they make it serve TLS."""
         self.workdir = workdir
         self.host_name = host_name
+        self.extra_args = list(extra_args or [])
+        self.scheme = "https" if https else "http"
         self.key = key
         self.seed_file = workdir / "seed.yaml"
         self.seed_file.write_text(seed_yaml(shares), encoding="utf-8")
@@ -142,6 +147,7 @@ class HandleService:
                 args += ["--close-batch", str(self.close_batch)]
             if self.host_name is not None:
                 args += ["--host-name", self.host_name]
+            args += self.extra_args
             env = dict(os.environ, SHARE_HYGIENE_ACCOUNT_KEY=self.key, NO_COLOR="1")
             env.setdefault("RUST_LOG", "info")
             with open(self.stderr_file, "wb") as err:
@@ -196,8 +202,8 @@ class HandleService:
         """Path-style `http://127.0.0.1:PORT/ACCOUNT`, or host-style `http://HOST_NAME:PORT`
         (the name must resolve to loopback; see `test_addressing.py`)."""
         if self.host_name is not None:
-            return f"http://{self.host_name}:{self.port}"
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+            return f"{self.scheme}://{self.host_name}:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     def share(self, name: str, credential: Any = None, **kwargs: Any) -> ShareClient:
         """An SDK share client, Shared Key by default; no retries so failures show at once."""
