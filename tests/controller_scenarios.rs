@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use share_hygiene::api::HandlePolicy;
 use share_hygiene::auth::AccountKey;
 use share_hygiene::controller::{
-    AlwaysLeader, Context, FOLLOWER_RECHECK, Leadership, NeverLeader, Retry, StaticFacts, reconcile,
+    AlwaysLeader, Context, FOLLOWER_RECHECK, Leadership, NeverLeader, StaticFacts, reconcile,
 };
 use share_hygiene::handles::client::ClientOptions;
 use share_hygiene::handles::memory::{MemoryStore, OpenSpec};
@@ -139,7 +139,9 @@ fn context(client: kube::Client, leader: Arc<dyn Leadership>) -> Arc<Context> {
             ..ClientOptions::default()
         },
         shutdown: Arc::new(AtomicBool::new(false)),
-        failures: Default::default(),
+        sweep_slots: tokio::sync::Semaphore::new(8),
+        credentials_changed: Default::default(),
+        api_errors: Default::default(),
         clock: now,
     })
 }
@@ -522,26 +524,26 @@ async fn a_swept_policy_is_not_swept_again_before_its_interval() {
     verifier.await.unwrap();
 }
 
-/// A deleted policy is forgotten: its backoff entry and its metric series go, another
+/// A deleted policy is forgotten: what was kept about it and its metric series go, another
 /// policy's stay.
 #[tokio::test]
 async fn forgetting_a_policy_drops_its_backoff_and_its_series() {
     let (client, _api) = mock();
     let ctx = context(client, Arc::new(AlwaysLeader));
     for name in ["team-files", "other"] {
-        let retry = Retry {
-            failures: 3,
-            at: now(),
-        };
-        let mut failures = ctx.failures.lock().unwrap();
-        failures.insert(format!("{NS}/{name}"), retry);
-        drop(failures);
+        ctx.credentials_changed(&format!("{NS}/{name}"), now());
+        ctx.api_errors
+            .lock()
+            .unwrap()
+            .insert(format!("{NS}/{name}"), 3);
         ctx.metrics.set_interval(NS, name, Duration::from_secs(300));
         ctx.metrics.reconcile_error(NS, name, "ShareNotFound");
     }
     ctx.forget(NS, "team-files");
-    let failures = ctx.failures.lock().unwrap();
-    assert_eq!(failures.keys().collect::<Vec<_>>(), ["storage/other"]);
+    let changed = ctx.credentials_changed.lock().unwrap();
+    assert_eq!(changed.keys().collect::<Vec<_>>(), ["storage/other"]);
+    let errors = ctx.api_errors.lock().unwrap();
+    assert_eq!(errors.keys().collect::<Vec<_>>(), ["storage/other"]);
     let text = share_hygiene::metrics::render(&ctx.metrics.registry);
     assert!(!text.contains(r#"policy="team-files""#), "{text}");
     assert!(text.contains(r#"policy="other""#), "{text}");
