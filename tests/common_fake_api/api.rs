@@ -155,6 +155,7 @@ struct State {
     requests: Vec<Recorded>,
     missing: HashSet<String>,
     apply_delay: Option<(String, Duration)>,
+    get_delay: Option<(String, Duration)>,
 }
 
 struct Inner {
@@ -336,6 +337,12 @@ impl FakeApi {
     /// time: an apply that arrives while another waits takes effect `delay` after that one.
     pub fn delay_applies(&self, plural: &str, delay: Duration) {
         self.inner.state.lock().unwrap().apply_delay = Some((plural.to_owned(), delay));
+    }
+
+    /// Delays every GET of one named object of a resource by `delay`, each on its own (reads
+    /// that arrive together are answered together), so that whatever waits on them overlaps.
+    pub fn delay_gets(&self, plural: &str, delay: Duration) {
+        self.inner.state.lock().unwrap().get_delay = Some((plural.to_owned(), delay));
     }
 
     /// Creates an object (its resource from `apiVersion` and `kind`); returns it as stored.
@@ -879,16 +886,28 @@ impl Inner {
         }
     }
 
-    /// Test hooks: a delayed apply waits its turn, a held LIST its release.
+    /// Test hooks: a delayed apply waits its turn, a delayed GET its time, a held LIST its
+    /// release.
     async fn hooks(&self, r: &Recorded, target: Option<&Target>, watch: bool) {
         let plural = target.map_or("", |t| t.resource.2);
         let apply = r.content_type.as_deref() == Some(APPLY);
-        let delay = match &self.state.lock().unwrap().apply_delay {
-            Some((p, delay)) if p == plural && apply => Some(*delay),
-            _ => None,
+        let named_get = r.method == Method::GET && target.is_some_and(|t| t.name.is_some());
+        let (apply_delay, get_delay) = {
+            let st = self.state.lock().unwrap();
+            let delay = |d: &Option<(String, Duration)>, when: bool| match d {
+                Some((p, delay)) if p == plural && when => Some(*delay),
+                _ => None,
+            };
+            (
+                delay(&st.apply_delay, apply),
+                delay(&st.get_delay, named_get && !watch),
+            )
         };
-        if let Some(delay) = delay {
+        if let Some(delay) = apply_delay {
             let _turn = self.apply_turn.lock().await;
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(delay) = get_delay {
             tokio::time::sleep(delay).await;
         }
         if r.method == Method::GET && target.is_some_and(|t| t.name.is_none()) && !watch {
