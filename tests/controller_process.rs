@@ -437,9 +437,11 @@ async fn store_readiness_wakes_every_waiter() {
 /// Regression (was a bug): a degraded policy was swept again at once after each of its own status writes,
 /// in a loop, instead of after its backoff (5 s after a first failure).
 ///
-/// `status::not_due` makes a degraded policy always due ("the requeue delay is the backoff"),
+/// The old due check made a degraded policy always due ("the requeue delay is the backoff"),
 /// but every sweep writes a new `lastSweep.startTime`, so the status apply changes the object,
-/// the watch delivers it, and the Controller reconciles at once; the requeue never matters.
+/// the watch delivers it, and the Controller reconciled at once; the requeue never mattered.
+/// Now the watch does not pass status writes, and `controller::due` reads the backoff from
+/// status.
 /// Any degraded outcome loops: here a tripped safety valve and a missing Secret. Each loop
 /// lists the share, applies status and publishes Events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
