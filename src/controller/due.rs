@@ -256,6 +256,18 @@ mod tests {
         }
     }
 
+    /// case, status, generation, annotation, Secret change, leader, now, decision.
+    type Row<'a> = (
+        &'a str,
+        &'a HandlePolicyStatus,
+        i64,
+        Option<&'a str>,
+        Option<i64>,
+        bool,
+        i64,
+        Due,
+    );
+
     fn later(at: i64, awaiting: Awaiting) -> Due {
         Due::Later {
             at: t(at),
@@ -274,7 +286,7 @@ mod tests {
         let legacy_failed = swept(false, 0, None);
         let requested = |r| Due::Now(Reason::Requested(String::from(r)));
         #[rustfmt::skip]
-        let rows: Vec<(&str, &HandlePolicyStatus, i64, Option<&str>, Option<i64>, bool, i64, Due)> = vec![
+        let rows: Vec<Row<'_>> = vec![
             // case                          status          gen token         secret    leader now   decision
             ("first sweep",                  &never,         1, None,          None,     true,  0,    Due::Now(Reason::FirstSweep)),
             ("spec changed",                 &ok,            2, None,          None,     true,  10,   Due::Now(Reason::SpecChanged)),
