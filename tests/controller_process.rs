@@ -999,3 +999,31 @@ async fn the_policy_selector_reaches_the_watch() {
     assert!(!text.contains(r#"policy="theirs""#), "{text}");
     assert!(text.contains(r#"policy="mine""#), "{text}");
 }
+
+/// A `--policy-selector` the API server refuses stops the controller at once, naming the flag
+/// and the value, instead of a watch that fails and retries forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_policy_selector_exits_naming_it() {
+    let api = FakeApi::start().await;
+    let kubeconfig = kubeconfig(&api, "bad-selector");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--no-leader-election",
+        "--policy-selector",
+        "=a",
+    ];
+    let mut ctl = Controller::spawn(&kubeconfig, &args, &[]);
+    let exit = ctl
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("it exits");
+    let logs = ctl.logs();
+    assert_eq!(exit.code(), Some(1), "{logs}");
+    assert!(
+        logs.contains(
+            r#"--policy-selector "=a": the API server refused it: unable to parse requirement"#
+        ),
+        "{logs}"
+    );
+}

@@ -80,6 +80,14 @@ pub enum RunError {
         "the HandlePolicy CRD (handlepolicies.sharehygiene.io) is not installed in this cluster; install it with `share-hygiene crd | kubectl apply -f -` (or `kubectl apply -f crds/handlepolicy.yaml`, or the Helm chart)"
     )]
     CrdMissing,
+    /// The API server refused the policy selector.
+    #[error("--policy-selector {selector:?}: the API server refused it: {message}")]
+    PolicySelector {
+        /// The selector as given.
+        selector: String,
+        /// The API server's message.
+        message: String,
+    },
     /// The API server refused or failed the first request.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
@@ -114,6 +122,12 @@ pub async fn check_crd(
     match api.list_metadata(&params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdMissing),
+        Err(kube::Error::Api(s)) if s.code == 400 && selector.is_some() => {
+            Err(RunError::PolicySelector {
+                selector: selector.unwrap_or_default().to_owned(),
+                message: s.message,
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }

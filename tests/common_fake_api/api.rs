@@ -437,6 +437,16 @@ fn selects(selector: &str, labels: &Value) -> bool {
     })
 }
 
+/// A selector term the real API server refuses for an empty key (`=v`, `!=v`, `!`); the
+/// fake checks no more of the syntax than that.
+fn unparsable_term(selector: &str) -> Option<&str> {
+    let mut terms = selector.split(',').map(str::trim).filter(|t| !t.is_empty());
+    terms.find(|term| {
+        let key = term.split(['=', '!']).find(|k| !k.trim().is_empty());
+        key.is_none() || term.starts_with('=') || term.starts_with("!=")
+    })
+}
+
 /// The object, or its metadata as a `PartialObjectMetadata`.
 fn shaped(object: &Value, metadata: bool) -> Value {
     if metadata {
@@ -685,6 +695,10 @@ impl Inner {
         let limit = q.get("limit").and_then(|l| l.parse().ok());
         let limit = limit.filter(|l: &usize| *l > 0);
         let selector = q.get("labelSelector").map_or("", String::as_str);
+        if let Some(term) = unparsable_term(selector) {
+            let message = format!("unable to parse requirement: {term:?}: a label key is empty");
+            return fail(400, "BadRequest", &message);
+        }
         let (mut items, mut last, mut remaining) = (Vec::new(), String::new(), 0);
         for ((plural, ns, name), Stored(object, _)) in &st.objects {
             let here = format!("{ns}/{name}");
