@@ -281,7 +281,12 @@ mod tests {
         let ok = swept(true, 0, None);
         let failed_once = swept(false, 1, None);
         let failed_thrice = swept(false, 3, None);
-        let valve = swept(true, 0, None); // Ready with Degraded=SafetyValve: not a failure
+        // The valve leaves Ready=True and sets Degraded=True (SafetyValve): not a failure.
+        let mut valve = swept(true, 0, None);
+        let mut degraded = valve.conditions[0].clone();
+        (degraded.type_, degraded.status, degraded.reason) =
+            ("Degraded".into(), "True".into(), "SafetyValve".into());
+        valve.conditions.push(degraded);
         let handled = swept(true, 0, Some("1700"));
         let legacy_failed = swept(false, 0, None);
         let requested = |r| Due::Now(Reason::Requested(String::from(r)));
