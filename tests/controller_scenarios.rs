@@ -548,3 +548,41 @@ async fn forgetting_a_policy_drops_its_backoff_and_its_series() {
     assert!(!text.contains(r#"policy="team-files""#), "{text}");
     assert!(text.contains(r#"policy="other""#), "{text}");
 }
+
+/// A sweep requested on a policy whose spec is invalid is answered at once with
+/// `InvalidSpec`, so a pipeline waiting for the token is not left waiting; a follower leaves
+/// the answer to the leader.
+#[tokio::test]
+async fn a_request_on_an_invalid_spec_is_answered_by_the_leader() {
+    let mut policy = policy_json("http://127.0.0.1:9/acct", "Turbo", json!({}));
+    policy["metadata"]["annotations"] = json!({ "sharehygiene.io/sweep-requested": "1700" });
+    for leader in [true, false] {
+        let (client, mut handle) = mock();
+        let leadership: Arc<dyn Leadership> = match leader {
+            true => Arc::new(AlwaysLeader),
+            false => Arc::new(NeverLeader),
+        };
+        let ctx = context(client, leadership);
+        let verifier = {
+            let policy = policy.clone();
+            tokio::spawn(async move {
+                let status = expect_status_apply(&mut handle, &policy).await;
+                expect_event(&mut handle).await;
+                expect_no_more(&mut handle).await;
+                status
+            })
+        };
+        let action = reconcile(guard(&policy), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        let status = verifier.await.unwrap();
+        let answer = &status["lastRequest"];
+        match leader {
+            true => assert_eq!(
+                *answer,
+                json!({ "token": "1700", "outcome": "InvalidSpec" }),
+                "{status}"
+            ),
+            false => assert!(answer.is_null(), "a follower answered: {status}"),
+        }
+    }
+}
