@@ -437,9 +437,11 @@ async fn store_readiness_wakes_every_waiter() {
 /// Regression (was a bug): a degraded policy was swept again at once after each of its own status writes,
 /// in a loop, instead of after its backoff (5 s after a first failure).
 ///
-/// `status::not_due` makes a degraded policy always due ("the requeue delay is the backoff"),
+/// The old due check made a degraded policy always due ("the requeue delay is the backoff"),
 /// but every sweep writes a new `lastSweep.startTime`, so the status apply changes the object,
-/// the watch delivers it, and the Controller reconciles at once; the requeue never matters.
+/// the watch delivers it, and the Controller reconciled at once; the requeue never mattered.
+/// Now the watch does not pass status writes, and `controller::due` reads the backoff from
+/// status.
 /// Any degraded outcome loops: here a tripped safety valve and a missing Secret. Each loop
 /// lists the share, applies status and publishes Events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -789,4 +791,239 @@ async fn a_deleted_policy_and_a_removed_share_leave_no_series() {
     .await;
     assert_eq!(series_with(&scraped, &format!("policy=\"{POLICY}\"")), kept);
     promtool_check_metrics("the controller's /metrics after a deletion", &scraped);
+}
+
+/// The status applies to the policy `name` whose `lastRequest.token` is `token`.
+fn answers(api: &FakeApi, name: &str, token: &str) -> Vec<Value> {
+    let applies = api.status_applies(name).into_iter();
+    let statuses = applies.map(|r| r.body["status"].clone());
+    statuses
+        .filter(|s| s["lastRequest"]["token"] == token)
+        .collect()
+}
+
+/// A request to sweep now (`sharehygiene.io/sweep-requested`) is answered by one sweep, even in
+/// DryRun and between intervals, and `status.lastRequest` echoes its token with the outcome.
+/// The same token again, another annotation and a status write by someone else sweep nothing;
+/// a new token sweeps again. Before the annotation existed, a request was never answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_sweep_runs_once_and_its_token_is_echoed() {
+    let svc = HandleService::start(&[SHARE]).await;
+    svc.open(SHARE, "logs/old.log", "10.0.0.1", two_days(), 5);
+    svc.open(SHARE, "data/new.bin", "10.0.0.2", a_minute(), 5);
+    let api = FakeApi::start_with(Duration::from_millis(500)).await;
+    api.create(svc.secret(NS, SECRET));
+    let mut policy = stale_policy(NS, POLICY, &svc.endpoint(), SHARE, SECRET, "1h");
+    policy["spec"]["mode"] = json!("DryRun");
+    api.create(policy);
+    let kubeconfig = kubeconfig(&api, "requested");
+    let args = ["--listen", "127.0.0.1:0", "--no-leader-election"];
+    let mut ctl = Controller::spawn(&kubeconfig, &args, &[]);
+    ctl.addr().await;
+    eventually(Duration::from_secs(15), "the first sweep", || {
+        std::future::ready((!api.status_applies(POLICY).is_empty()).then_some(()))
+    })
+    .await;
+
+    let request = |token: &str| {
+        let patch =
+            json!({ "metadata": { "annotations": { "sharehygiene.io/sweep-requested": token } } });
+        api.patch("handlepolicies", Some(NS), POLICY, false, patch);
+    };
+    request("1700");
+    let answer = eventually(Duration::from_secs(15), "the answer to 1700", || {
+        std::future::ready(answers(&api, POLICY, "1700").into_iter().next())
+    })
+    .await;
+    assert_eq!(answer["lastRequest"]["outcome"], "Succeeded", "{answer}");
+    assert_eq!(
+        answer["lastRequest"]["sweepTime"],
+        answer["lastSweep"]["startTime"]
+    );
+    assert_eq!(answer["lastSweep"]["skipped"]["DryRun"], 5, "{answer}");
+    assert_eq!(svc.handles(), 10, "DryRun closed nothing");
+    assert_eq!(
+        api.status_applies(POLICY).len(),
+        2,
+        "one sweep for the request"
+    );
+
+    // Nothing of this asks for a sweep: the same token, another annotation, a status write.
+    request("1700");
+    let other = json!({ "metadata": { "annotations": { "example.com/owner": "storage-team" } } });
+    api.patch("handlepolicies", Some(NS), POLICY, false, other);
+    let status_write = json!({ "status": { "orphans": [{ "client": "10.9.9.9", "firstSeen": "2026-01-01T00:00:00Z" }] } });
+    api.patch("handlepolicies", Some(NS), POLICY, true, status_write);
+    // No event to wait for when nothing happens: give the watch three bookmarks' time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        api.status_applies(POLICY).len(),
+        2,
+        "swept again without a new token:\n{:#?}",
+        api.status_applies(POLICY)
+    );
+
+    request("1701");
+    eventually(Duration::from_secs(15), "the answer to 1701", || {
+        std::future::ready(answers(&api, POLICY, "1701").into_iter().next())
+    })
+    .await;
+    assert_eq!(api.status_applies(POLICY).len(), 3);
+    assert_eq!(answers(&api, POLICY, "1700").len(), 1, "1700 answered once");
+}
+
+/// With `--max-concurrent-sweeps 1`, two policies due at the same moment are swept one after
+/// the other: the second reads its Secret (the start of its sweep) only after the first wrote
+/// its status (the end of its sweep). Secret reads are slowed to 1 s so that two sweeps
+/// running together would overlap for certain. Before the limit, both started together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_sweep_slot_two_due_policies_never_sweep_at_once() {
+    let svc = HandleService::start(&["share-a", "share-b"]).await;
+    let api = FakeApi::start_with(Duration::from_millis(500)).await;
+    for (policy, share, secret) in [("pa", "share-a", "key-a"), ("pb", "share-b", "key-b")] {
+        svc.open(share, "logs/old.log", "10.0.0.1", two_days(), 1);
+        svc.open(share, "data/new.bin", "10.0.0.2", a_minute(), 3);
+        api.create(svc.secret(NS, secret));
+        api.create(stale_policy(
+            NS,
+            policy,
+            &svc.endpoint(),
+            share,
+            secret,
+            "1h",
+        ));
+    }
+    api.delay_gets("secrets", Duration::from_secs(1));
+    let kubeconfig = kubeconfig(&api, "slots");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--no-leader-election",
+        "--max-concurrent-sweeps",
+        "1",
+    ];
+    let mut ctl = Controller::spawn(&kubeconfig, &args, &[]);
+    ctl.addr().await;
+    eventually(Duration::from_secs(20), "both sweeps", || {
+        let both = !api.status_applies("pa").is_empty() && !api.status_applies("pb").is_empty();
+        std::future::ready(both.then_some(()))
+    })
+    .await;
+
+    // Each sweep from its Secret read to its status apply, as positions in the request log.
+    let requests = api.requests();
+    let span = |policy: &str, secret: &str| {
+        let read = requests
+            .iter()
+            .position(|r| r.method == "GET" && r.path.ends_with(&format!("/secrets/{secret}")));
+        let written = requests.iter().position(|r| {
+            r.path
+                .ends_with(&format!("/handlepolicies/{policy}/status"))
+                && r.method == "PATCH"
+        });
+        (
+            read.expect("a Secret read"),
+            written.expect("a status apply"),
+        )
+    };
+    let (a, b) = (span("pa", "key-a"), span("pb", "key-b"));
+    let log: Vec<String> = requests.iter().map(ToString::to_string).collect();
+    assert!(
+        a.1 < b.0 || b.1 < a.0,
+        "the sweeps overlapped: pa {a:?}, pb {b:?}\n{}",
+        log.join("\n")
+    );
+}
+
+/// `--policy-selector` reaches the policy watches (the Controller's and the metadata one) as
+/// a `labelSelector`, and only the selected policy is swept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_selector_reaches_the_watch() {
+    let svc = HandleService::start(&[SHARE]).await;
+    svc.open(SHARE, "logs/old.log", "10.0.0.1", two_days(), 1);
+    let api = FakeApi::start_with(Duration::from_millis(500)).await;
+    api.create(svc.secret(NS, SECRET));
+    let mut mine = stale_policy(NS, "mine", &svc.endpoint(), SHARE, SECRET, "1h");
+    mine["metadata"]["labels"] = json!({ "sharehygiene.io/shard": "a" });
+    api.create(mine);
+    let mut theirs = stale_policy(NS, "theirs", &svc.endpoint(), SHARE, SECRET, "1h");
+    theirs["metadata"]["labels"] = json!({ "sharehygiene.io/shard": "b" });
+    api.create(theirs);
+    api.create(stale_policy(
+        NS,
+        "unlabelled",
+        &svc.endpoint(),
+        SHARE,
+        SECRET,
+        "1h",
+    ));
+    let kubeconfig = kubeconfig(&api, "selector");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--no-leader-election",
+        "--policy-selector",
+        "sharehygiene.io/shard=a",
+    ];
+    let mut ctl = Controller::spawn(&kubeconfig, &args, &[]);
+    let addr = ctl.addr().await;
+    eventually(Duration::from_secs(15), "ready", || async move {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the selected policy's sweep",
+        || std::future::ready((!api.status_applies("mine").is_empty()).then_some(())),
+    )
+    .await;
+
+    let policy_reads: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/handlepolicies"))
+        .collect();
+    assert!(!policy_reads.is_empty());
+    for r in &policy_reads {
+        assert!(
+            r.query
+                .contains("labelSelector=sharehygiene.io%2Fshard%3Da"),
+            "a policy list or watch without the selector: {r}"
+        );
+    }
+    // Both watches (the Controller's, full objects; the metadata one) carry it.
+    assert!(policy_reads.iter().any(|r| r.query.contains("watch=true")));
+    assert!(api.status_applies("theirs").is_empty());
+    assert!(api.status_applies("unlabelled").is_empty());
+    let text = metrics(addr).await;
+    assert!(!text.contains(r#"policy="theirs""#), "{text}");
+    assert!(text.contains(r#"policy="mine""#), "{text}");
+}
+
+/// A `--policy-selector` the API server refuses stops the controller at once, naming the flag
+/// and the value, instead of a watch that fails and retries forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_policy_selector_exits_naming_it() {
+    let api = FakeApi::start().await;
+    let kubeconfig = kubeconfig(&api, "bad-selector");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--no-leader-election",
+        "--policy-selector",
+        "=a",
+    ];
+    let mut ctl = Controller::spawn(&kubeconfig, &args, &[]);
+    let exit = ctl
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("it exits");
+    let logs = ctl.logs();
+    assert_eq!(exit.code(), Some(1), "{logs}");
+    assert!(
+        logs.contains(
+            r#"--policy-selector "=a": the API server refused it: unable to parse requirement"#
+        ),
+        "{logs}"
+    );
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use share_hygiene::api::HandlePolicy;
 use share_hygiene::auth::AccountKey;
 use share_hygiene::controller::{
-    AlwaysLeader, Context, FOLLOWER_RECHECK, Leadership, NeverLeader, Retry, StaticFacts, reconcile,
+    AlwaysLeader, Context, FOLLOWER_RECHECK, Leadership, NeverLeader, StaticFacts, reconcile,
 };
 use share_hygiene::handles::client::ClientOptions;
 use share_hygiene::handles::memory::{MemoryStore, OpenSpec};
@@ -139,7 +139,9 @@ fn context(client: kube::Client, leader: Arc<dyn Leadership>) -> Arc<Context> {
             ..ClientOptions::default()
         },
         shutdown: Arc::new(AtomicBool::new(false)),
-        failures: Default::default(),
+        sweep_slots: tokio::sync::Semaphore::new(8),
+        credentials_changed: Default::default(),
+        api_errors: Default::default(),
         clock: now,
     })
 }
@@ -522,27 +524,65 @@ async fn a_swept_policy_is_not_swept_again_before_its_interval() {
     verifier.await.unwrap();
 }
 
-/// A deleted policy is forgotten: its backoff entry and its metric series go, another
+/// A deleted policy is forgotten: what was kept about it and its metric series go, another
 /// policy's stay.
 #[tokio::test]
 async fn forgetting_a_policy_drops_its_backoff_and_its_series() {
     let (client, _api) = mock();
     let ctx = context(client, Arc::new(AlwaysLeader));
     for name in ["team-files", "other"] {
-        let retry = Retry {
-            failures: 3,
-            at: now(),
-        };
-        let mut failures = ctx.failures.lock().unwrap();
-        failures.insert(format!("{NS}/{name}"), retry);
-        drop(failures);
+        ctx.credentials_changed(&format!("{NS}/{name}"), now());
+        ctx.api_errors
+            .lock()
+            .unwrap()
+            .insert(format!("{NS}/{name}"), 3);
         ctx.metrics.set_interval(NS, name, Duration::from_secs(300));
         ctx.metrics.reconcile_error(NS, name, "ShareNotFound");
     }
     ctx.forget(NS, "team-files");
-    let failures = ctx.failures.lock().unwrap();
-    assert_eq!(failures.keys().collect::<Vec<_>>(), ["storage/other"]);
+    let changed = ctx.credentials_changed.lock().unwrap();
+    assert_eq!(changed.keys().collect::<Vec<_>>(), ["storage/other"]);
+    let errors = ctx.api_errors.lock().unwrap();
+    assert_eq!(errors.keys().collect::<Vec<_>>(), ["storage/other"]);
     let text = share_hygiene::metrics::render(&ctx.metrics.registry);
     assert!(!text.contains(r#"policy="team-files""#), "{text}");
     assert!(text.contains(r#"policy="other""#), "{text}");
+}
+
+/// A sweep requested on a policy whose spec is invalid is answered at once with
+/// `InvalidSpec`, so a pipeline waiting for the token is not left waiting; a follower leaves
+/// the answer to the leader.
+#[tokio::test]
+async fn a_request_on_an_invalid_spec_is_answered_by_the_leader() {
+    let mut policy = policy_json("http://127.0.0.1:9/acct", "Turbo", json!({}));
+    policy["metadata"]["annotations"] = json!({ "sharehygiene.io/sweep-requested": "1700" });
+    for leader in [true, false] {
+        let (client, mut handle) = mock();
+        let leadership: Arc<dyn Leadership> = match leader {
+            true => Arc::new(AlwaysLeader),
+            false => Arc::new(NeverLeader),
+        };
+        let ctx = context(client, leadership);
+        let verifier = {
+            let policy = policy.clone();
+            tokio::spawn(async move {
+                let status = expect_status_apply(&mut handle, &policy).await;
+                expect_event(&mut handle).await;
+                expect_no_more(&mut handle).await;
+                status
+            })
+        };
+        let action = reconcile(guard(&policy), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        let status = verifier.await.unwrap();
+        let answer = &status["lastRequest"];
+        match leader {
+            true => assert_eq!(
+                *answer,
+                json!({ "token": "1700", "outcome": "InvalidSpec" }),
+                "{status}"
+            ),
+            false => assert!(answer.is_null(), "a follower answered: {status}"),
+        }
+    }
 }

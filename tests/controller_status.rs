@@ -1,4 +1,4 @@
-//! The controller's pure parts: status building, the due check, the orphan ledger in status,
+//! The controller's pure parts: status building, the orphan ledger in status,
 //! and cluster facts from Nodes and Pods.
 
 use std::collections::BTreeMap;
@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus, Pod, PodIP, PodStatus};
-use share_hygiene::api::{HandlePolicyStatus, Mode};
-use share_hygiene::controller::{after_sweep, facts_of, invalid_spec, ledger_of, not_due};
+use share_hygiene::api::{HandlePolicyStatus, LastRequest, Mode, RequestOutcome};
+use share_hygiene::controller::{after_sweep, facts_of, invalid_spec, ledger_of};
 use share_hygiene::handles::ErrorCategory;
 use share_hygiene::policy::OrphanLedger;
 use share_hygiene::protocol::Handle;
@@ -58,12 +58,14 @@ fn the_same_outcome_gives_the_same_status() {
         &report(1000, false, &[("10.0.0.9", 900), ("10.0.0.3", 950)]),
         Some(2),
         t(1001),
+        None,
     );
     let again = after_sweep(
         &first,
         &report(1000, false, &[("10.0.0.3", 950), ("10.0.0.9", 900)]),
         Some(2),
         t(1001),
+        None,
     );
     assert_eq!(
         serde_json::to_string(&first).unwrap(),
@@ -84,8 +86,9 @@ fn conditions_keep_their_transition_time_until_they_change() {
         &report(1000, false, &[]),
         Some(1),
         t(1000),
+        None,
     );
-    let ok2 = after_sweep(&ok1, &report(2000, false, &[]), Some(1), t(2000));
+    let ok2 = after_sweep(&ok1, &report(2000, false, &[]), Some(1), t(2000), None);
     let ready = |s: &HandlePolicyStatus| {
         s.conditions
             .iter()
@@ -97,7 +100,7 @@ fn conditions_keep_their_transition_time_until_they_change() {
         ready(&ok2).last_transition_time,
         ready(&ok1).last_transition_time
     );
-    let bad = after_sweep(&ok2, &report(3000, true, &[]), Some(1), t(3000));
+    let bad = after_sweep(&ok2, &report(3000, true, &[]), Some(1), t(3000), None);
     assert_eq!(ready(&bad).status, "False");
     assert_eq!(ready(&bad).reason, "Throttled");
     assert_eq!(ready(&bad).last_transition_time.0, t(3000));
@@ -121,58 +124,19 @@ fn invalid_spec_keeps_the_last_sweep() {
         &report(1000, false, &[]),
         Some(1),
         t(1004),
+        None,
     );
     let invalid = invalid_spec(
         &ok,
         "spec.interval: \"1s\": must be at least 30s",
         Some(2),
         t(2000),
+        None,
     );
     assert_eq!(invalid.last_sweep, ok.last_sweep);
     assert_eq!(invalid.observed_generation, Some(2));
     assert!(invalid.conditions.iter().all(|c| c.reason == "InvalidSpec"));
     assert_eq!(ok.last_sweep.unwrap().duration_millis, 4000);
-}
-
-#[test]
-fn due_when_the_spec_changed_the_interval_passed_or_the_last_sweep_degraded() {
-    let interval = Duration::from_secs(300);
-    let ok = after_sweep(
-        &HandlePolicyStatus::default(),
-        &report(1000, false, &[]),
-        Some(1),
-        t(1000),
-    );
-    assert_eq!(
-        not_due(&ok, Some(1), interval, t(1100)),
-        Some(Duration::from_secs(200))
-    );
-    assert_eq!(
-        not_due(&ok, Some(1), interval, t(1300)),
-        None,
-        "interval passed"
-    );
-    assert_eq!(
-        not_due(&ok, Some(2), interval, t(1100)),
-        None,
-        "spec changed"
-    );
-    assert_eq!(
-        not_due(&HandlePolicyStatus::default(), Some(1), interval, t(1100)),
-        None,
-        "never swept"
-    );
-    let bad = after_sweep(&ok, &report(2000, true, &[]), Some(1), t(2000));
-    assert_eq!(
-        not_due(&bad, Some(1), interval, t(2010)),
-        None,
-        "degraded: the requeue delay is the backoff"
-    );
-    assert_eq!(
-        not_due(&ok, Some(1), interval, t(900)),
-        Some(interval),
-        "a clock behind the status waits a full interval"
-    );
 }
 
 #[test]
@@ -182,6 +146,7 @@ fn the_orphan_ledger_survives_a_round_trip_through_status() {
         &report(1000, false, &[("10.0.0.7", 500), ("node-x", 700)]),
         Some(1),
         t(1000),
+        None,
     );
     let ledger = ledger_of(&status);
     assert_eq!(ledger.first_seen("10.0.0.7"), Some(t(500)));
@@ -261,4 +226,63 @@ fn facts_come_from_node_addresses_and_names_and_pod_ips() {
     );
     assert!(facts.knows(&h("0.0.0.0:0", Some("web-1"))));
     assert!(!facts.knows(&h("10.240.0.99:445", Some("gone-node"))));
+}
+
+#[test]
+fn failures_are_counted_and_a_request_is_echoed_with_its_outcome() {
+    let ok = after_sweep(
+        &HandlePolicyStatus::default(),
+        &report(1000, false, &[]),
+        Some(1),
+        t(1000),
+        Some("1700"),
+    );
+    assert_eq!(ok.consecutive_failures, 0);
+    let echoed = LastRequest {
+        token: "1700".into(),
+        outcome: RequestOutcome::Succeeded,
+        sweep_time: Some(t(1000).to_string()),
+    };
+    assert_eq!(ok.last_request.as_ref(), Some(&echoed));
+    let bad1 = after_sweep(&ok, &report(2000, true, &[]), Some(1), t(2000), None);
+    assert_eq!(bad1.consecutive_failures, 1);
+    assert_eq!(
+        bad1.last_request.as_ref(),
+        Some(&echoed),
+        "kept without a new request"
+    );
+    let bad2 = after_sweep(
+        &bad1,
+        &report(3000, true, &[]),
+        Some(1),
+        t(3000),
+        Some("1701"),
+    );
+    assert_eq!(bad2.consecutive_failures, 2);
+    assert_eq!(
+        bad2.last_request
+            .as_ref()
+            .map(|r| (r.token.as_str(), r.outcome)),
+        Some(("1701", RequestOutcome::Failed))
+    );
+    let good = after_sweep(&bad2, &report(4000, false, &[]), Some(1), t(4000), None);
+    assert_eq!(
+        good.consecutive_failures, 0,
+        "a good sweep resets the count"
+    );
+    let invalid = invalid_spec(
+        &good,
+        "spec.mode: \"Turbo\"",
+        Some(2),
+        t(5000),
+        Some("1702"),
+    );
+    assert_eq!(
+        invalid.last_request,
+        Some(LastRequest {
+            token: "1702".into(),
+            outcome: RequestOutcome::InvalidSpec,
+            sweep_time: None,
+        })
+    );
 }

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use manifest::parse_manifest;
 pub use status::{
-    CONDITION_DEGRADED, CONDITION_READY, HandlePolicyStatus, LastSweep, OrphanRecord, ShareStatus,
+    CONDITION_DEGRADED, CONDITION_READY, HandlePolicyStatus, LastRequest, LastSweep, OrphanRecord,
+    RequestOutcome, SWEEP_REQUESTED_ANNOTATION, ShareStatus,
 };
 
 /// The API group.

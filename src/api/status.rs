@@ -19,6 +19,10 @@ pub const CONDITION_READY: &str = "Ready";
 /// spec is invalid).
 pub const CONDITION_DEGRADED: &str = "Degraded";
 
+/// The annotation that asks for a sweep now: any new value (a token, e.g. a timestamp) makes
+/// the controller sweep the policy once, and `status.lastRequest.token` echoes it afterwards.
+pub const SWEEP_REQUESTED_ANNOTATION: &str = "sharehygiene.io/sweep-requested";
+
 /// What the operator last saw and did.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +43,43 @@ pub struct HandlePolicyStatus {
     /// sorted by client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphans: Vec<OrphanRecord>,
+    /// Consecutive sweeps in which a share failed (0, left out, after a good one); the retry
+    /// backoff doubles with each, and a new leader reads it here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: i64,
+    /// The last on-demand request (the `sharehygiene.io/sweep-requested` annotation) handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<LastRequest>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// An on-demand sweep request that was handled, and how it ended.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRequest {
+    /// The annotation's value.
+    pub token: String,
+    /// How the sweep it asked for ended.
+    pub outcome: RequestOutcome,
+    /// When that sweep started (RFC 3339); absent when none ran (`InvalidSpec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_time: Option<String>,
+}
+
+/// How a requested sweep ended.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RequestOutcome {
+    /// Every share was swept.
+    Succeeded,
+    /// A share failed (see `shares[]`).
+    Failed,
+    /// The safety valve tripped: nothing was closed.
+    SafetyValveTripped,
+    /// The spec cannot be used: nothing was swept.
+    InvalidSpec,
 }
 
 /// The last sweep, totalled over its shares.

@@ -1,6 +1,7 @@
 //! `share-hygiene controller`: reconcile HandlePolicies in a cluster.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -16,6 +17,13 @@ pub struct ControllerArgs {
     /// Watch only this namespace (repeatable); all namespaces when absent.
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
+    /// Only the HandlePolicies this label selector selects (e.g. `shard=a`): one shard of
+    /// several controllers, each with its own --lease-name.
+    #[arg(long)]
+    policy_selector: Option<String>,
+    /// The most sweeps that run at once, over all policies.
+    #[arg(long, default_value = "8")]
+    max_concurrent_sweeps: NonZeroUsize,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -63,6 +71,8 @@ pub async fn run_controller(args: ControllerArgs) -> Result<ExitCode> {
     };
     let config = ControllerConfig {
         namespaces: args.namespaces,
+        policy_selector: args.policy_selector.filter(|s| !s.trim().is_empty()),
+        max_concurrent_sweeps: args.max_concurrent_sweeps,
         listen: args.listen,
         lease,
         instance: identity,

@@ -1,13 +1,16 @@
 //! The controller: reconciles HandlePolicies in a cluster.
 //!
-//! Each policy is swept at its interval (requeue) and at once after a spec change. Status is
-//! written with server-side apply under one field manager; a reconcile triggered by our own
-//! status write finds the sweep not due (the generation is unchanged and the interval has not
-//! passed) and only requeues, which is what a generation predicate would achieve. Secrets are
-//! read at every sweep and watched (metadata only), so a rotated key takes effect at the next
-//! sweep and a policy degraded by a bad credential retries as soon as the Secret changes.
-//! Only the replica holding the Lease sweeps; losing it stops sweeping before the next close.
+//! Each policy is swept at its interval (requeue), at once after a spec change and on demand
+//! (the `sharehygiene.io/sweep-requested` annotation). Whether a sweep is due is decided in
+//! one place, [`due::due`]; the policy watch passes only changes of the generation or of that
+//! annotation ([`due::trigger`]), so our own status writes (server-side apply under one field
+//! manager) do not wake the reconciler. Secrets are read at every sweep and watched (metadata
+//! only), so a rotated key takes effect at the next sweep and a policy degraded by a bad
+//! credential retries as soon as the Secret changes. Only the replica holding the Lease
+//! sweeps; losing it stops sweeping before the next close. At most `max_concurrent_sweeps`
+//! sweeps run at once.
 
+mod due;
 mod error;
 mod events;
 mod facts;
@@ -28,16 +31,17 @@ use kube::Api;
 use kube::api::ListParams;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 
+pub use due::{
+    Awaiting, Due, DueInput, FOLLOWER_RECHECK, Reason, backoff, due, pending_request, trigger,
+};
 pub use error::Error;
 pub use facts::{FactsSource, ReflectedFacts, StaticFacts, facts_of};
 pub use leader::{AlwaysLeader, Leadership, LeaseLeader, LeaseSettings, NeverLeader};
-pub use reconcile::{
-    Context, FIELD_MANAGER, FOLLOWER_RECHECK, Retry, apply_status, error_policy, reconcile,
-};
-pub use status::{after_sweep, invalid_spec, ledger_of, not_due};
+pub use reconcile::{Context, FIELD_MANAGER, apply_status, error_policy, reconcile};
+pub use status::{after_sweep, invalid_spec, ledger_of};
 
 use crate::api::HandlePolicy;
 use crate::handles::client::ClientOptions;
@@ -49,6 +53,10 @@ use crate::sweep::SweepOptions;
 pub struct ControllerConfig {
     /// Namespaces to watch; empty for all.
     pub namespaces: Vec<String>,
+    /// A label selector: only the policies it selects are this controller's (sharding).
+    pub policy_selector: Option<String>,
+    /// The most sweeps that run at once, over all policies.
+    pub max_concurrent_sweeps: std::num::NonZeroUsize,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub listen: SocketAddr,
     /// The Lease to compete for; `None` runs without leader election (one replica only).
@@ -72,6 +80,14 @@ pub enum RunError {
         "the HandlePolicy CRD (handlepolicies.sharehygiene.io) is not installed in this cluster; install it with `share-hygiene crd | kubectl apply -f -` (or `kubectl apply -f crds/handlepolicy.yaml`, or the Helm chart)"
     )]
     CrdMissing,
+    /// The API server refused the policy selector.
+    #[error("--policy-selector {selector:?}: the API server refused it: {message}")]
+    PolicySelector {
+        /// The selector as given.
+        selector: String,
+        /// The API server's message.
+        message: String,
+    },
     /// The API server refused or failed the first request.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
@@ -88,15 +104,30 @@ pub enum RunError {
     Lease(String),
 }
 
-/// Fails with a clear message when the CRD is missing.
-pub async fn check_crd(client: &kube::Client, namespaces: &[String]) -> Result<(), RunError> {
+/// Fails with a clear message when the CRD is missing (or the API server refuses the policy
+/// selector, naming it).
+pub async fn check_crd(
+    client: &kube::Client,
+    namespaces: &[String],
+    selector: Option<&str>,
+) -> Result<(), RunError> {
     let api: Api<DeserializeGuard<HandlePolicy>> = match namespaces.first() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    match api.list_metadata(&ListParams::default().limit(1)).await {
+    let mut params = ListParams::default().limit(1);
+    if let Some(selector) = selector {
+        params = params.labels(selector);
+    }
+    match api.list_metadata(&params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(RunError::CrdMissing),
+        Err(kube::Error::Api(s)) if s.code == 400 && selector.is_some() => {
+            Err(RunError::PolicySelector {
+                selector: selector.unwrap_or_default().to_owned(),
+                message: s.message,
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -111,7 +142,12 @@ pub async fn run(
     let client = kube::Client::try_default()
         .await
         .map_err(|e| RunError::Config(e.to_string()))?;
-    check_crd(&client, &config.namespaces).await?;
+    check_crd(
+        &client,
+        &config.namespaces,
+        config.policy_selector.as_deref(),
+    )
+    .await?;
 
     let metrics = ControllerMetrics::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -153,7 +189,9 @@ pub async fn run(
         sweep_options: config.sweep.clone(),
         client_options: config.client.clone(),
         shutdown: shutdown_flag.clone(),
-        failures: Default::default(),
+        sweep_slots: tokio::sync::Semaphore::new(config.max_concurrent_sweeps.get()),
+        credentials_changed: Default::default(),
+        api_errors: Default::default(),
         clock: jiff::Timestamp::now,
     });
 
@@ -176,9 +214,24 @@ pub async fn run(
         let policies: Api<DeserializeGuard<HandlePolicy>> = scoped(&client, ns.as_deref());
         let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, ns.as_deref());
         let metadata: Api<PartialObjectMeta<HandlePolicy>> = scoped(&client, ns.as_deref());
-        synced.push(policy_watch::watch_policies(metadata, ctx.clone()));
-        let controller = Controller::new(policies, watcher::Config::default().any_semantic());
-        let store = controller.store();
+        let mut policy_config = watcher::Config::default();
+        if let Some(selector) = &config.policy_selector {
+            policy_config = policy_config.labels(selector);
+        }
+        synced.push(policy_watch::watch_policies(
+            metadata,
+            policy_config.clone(),
+            ctx.clone(),
+        ));
+        // Only a change of the spec (its generation) or of the on-demand annotation wakes the
+        // reconciler; our own status writes still reach the store it reads from.
+        let (store, writer) = reflector::store();
+        let changes = watcher(policies, policy_config.any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(due::trigger, PredicateConfig::default());
+        let controller = Controller::for_stream(changes, store.clone());
         let mut stop = stop_rx.clone();
         let secret_ctx = ctx.clone();
         let controller = controller.watches(
@@ -190,13 +243,11 @@ pub async fn run(
                     secret.metadata.namespace.as_deref(),
                     secret.metadata.name.as_deref(),
                 );
-                // A changed Secret may fix a policy that is backing off: retry it at once.
+                // A changed Secret may fix a policy that is backing off: `due` retries it at once.
+                let now = (secret_ctx.clock)();
                 for r in &refs {
-                    secret_ctx.clear_retry(&format!(
-                        "{}/{}",
-                        r.namespace.as_deref().unwrap_or(""),
-                        r.name
-                    ));
+                    let namespace = r.namespace.as_deref().unwrap_or("");
+                    secret_ctx.credentials_changed(&format!("{namespace}/{}", r.name), now);
                 }
                 refs
             },

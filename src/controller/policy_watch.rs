@@ -65,16 +65,19 @@ fn key(p: &PartialObjectMeta<HandlePolicy>) -> String {
     format!("{namespace}/{name}")
 }
 
-/// Watches the policies of `api`; returns a flag set once they have been listed.
+/// Watches the policies of `api` that `config` selects (the same selector as the
+/// Controller's, so a policy that leaves this shard is forgotten here); returns a flag set
+/// once they have been listed.
 pub(super) fn watch_policies(
     api: Api<PartialObjectMeta<HandlePolicy>>,
+    config: watcher::Config,
     ctx: Arc<Context>,
 ) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let synced = flag.clone();
     let mut seen = Seen::default();
     tokio::spawn(
-        watcher(api, watcher::Config::default())
+        watcher(api, config)
             .default_backoff()
             .for_each(move |event| {
                 if let Ok(event) = event {

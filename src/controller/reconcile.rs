@@ -14,11 +14,14 @@ use kube::runtime::events::{Event, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use tokio::sync::Semaphore;
+
+use super::due::{Due, DueInput, FOLLOWER_RECHECK, Reason, backoff, due, pending_request};
 use super::error::Error;
 use super::facts::FactsSource;
 use super::leader::Leadership;
 use super::{events, secrets, status};
-use crate::api::{HandlePolicy, HandlePolicyStatus};
+use crate::api::{HandlePolicy, HandlePolicyStatus, SWEEP_REQUESTED_ANNOTATION};
 use crate::handles::client::{ClientOptions, Endpoint, HandleClient};
 use crate::handles::{Error as HandleError, HandleService};
 use crate::metrics::ControllerMetrics;
@@ -27,9 +30,6 @@ use crate::sweep::{StopSignal, SweepInput, SweepOptions, sweep};
 
 /// The field manager of our status writes.
 pub const FIELD_MANAGER: &str = "share-hygiene";
-
-/// How long a replica that does not lead waits before looking again.
-pub const FOLLOWER_RECHECK: Duration = Duration::from_secs(15);
 
 /// Everything a reconcile needs.
 pub struct Context {
@@ -49,11 +49,21 @@ pub struct Context {
     pub client_options: ClientOptions,
     /// Set on shutdown.
     pub shutdown: Arc<std::sync::atomic::AtomicBool>,
-    /// Consecutive failed sweeps per policy (`namespace/name`) and when to retry, for backoff.
-    pub failures: Mutex<HashMap<String, Retry>>,
+    /// One permit per sweep that may run at once, over all policies (`--max-concurrent-sweeps`):
+    /// after a failover every due policy would otherwise start together.
+    pub sweep_slots: Semaphore,
+    /// Per policy (`namespace/name`): when a Secret it names last changed. A fact for
+    /// [`due`], which retries a failed policy at once when its credentials changed.
+    pub credentials_changed: Mutex<HashMap<String, Timestamp>>,
+    /// Per policy: consecutive reconciles that failed talking to the Kubernetes API, to space
+    /// their retries (not sweeps: a sweep's own failures are counted in status).
+    pub api_errors: Mutex<HashMap<String, u32>>,
     /// The clock (tests pin it).
     pub clock: fn() -> Timestamp,
 }
+
+/// The wait before retrying a reconcile that failed talking to the Kubernetes API, at most.
+const API_RETRY_CAP: Duration = Duration::from_secs(300);
 
 impl Context {
     fn stop_signal(&self) -> StopSignal {
@@ -61,59 +71,29 @@ impl Context {
         Arc::new(move || shutdown.load(std::sync::atomic::Ordering::Relaxed) || !leader.is_leader())
     }
 
-    /// The wait before the next sweep after one that failed (`failed`) or not: 5s doubling
-    /// per consecutive failure, at most the interval; the interval after a success. A failure
-    /// also records when to retry, so reconciles triggered in between (by our own status
-    /// write) wait instead of sweeping again.
-    fn backoff(&self, key: &str, failed: bool, interval: Duration, now: Timestamp) -> Duration {
-        let mut map = self.failures.lock().expect("lock poisoned");
-        if !failed {
-            map.remove(key);
-            return interval;
-        }
-        let retry = map.entry(key.to_owned()).or_insert(Retry {
-            failures: 0,
-            at: now,
-        });
-        retry.failures = retry.failures.saturating_add(1);
-        let wait = Duration::from_secs(5)
-            .saturating_mul(1 << (retry.failures - 1).min(10))
-            .min(interval);
-        retry.at = now
-            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
-            .unwrap_or(now);
-        wait
-    }
-
-    /// How long a policy that failed must still wait before its retry.
-    fn retry_wait(&self, key: &str, now: Timestamp) -> Option<Duration> {
-        let map = self.failures.lock().expect("lock poisoned");
-        let left = now.duration_until(map.get(key)?.at);
-        left.is_positive().then(|| left.unsigned_abs())
-    }
-
-    /// Forgets a policy that is gone: its metric series and its backoff state.
+    /// Forgets a policy that is gone: its metric series and what was kept about it.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.metrics.forget_policy(namespace, name);
         let key = format!("{namespace}/{name}");
-        self.failures.lock().expect("lock poisoned").remove(&key);
+        self.credentials_changed
+            .lock()
+            .expect("lock poisoned")
+            .remove(&key);
+        self.api_errors.lock().expect("lock poisoned").remove(&key);
     }
 
-    /// Lets a backing-off policy retry at its next reconcile (its Secret changed).
-    pub fn clear_retry(&self, key: &str) {
-        if let Some(r) = self.failures.lock().expect("lock poisoned").get_mut(key) {
-            r.at = Timestamp::UNIX_EPOCH;
-        }
+    /// Records that a Secret the policy `key` names changed at `at`.
+    pub fn credentials_changed(&self, key: &str, at: Timestamp) {
+        self.credentials_changed
+            .lock()
+            .expect("lock poisoned")
+            .insert(key.to_owned(), at);
     }
-}
 
-/// A policy's backoff state.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    /// Consecutive failed sweeps.
-    pub failures: u32,
-    /// Not before this.
-    pub at: Timestamp,
+    fn credentials_changed_at(&self, key: &str) -> Option<Timestamp> {
+        let map = self.credentials_changed.lock().expect("lock poisoned");
+        map.get(key).copied()
+    }
 }
 
 fn reference(meta: &kube::core::ObjectMeta) -> ObjectReference {
@@ -176,6 +156,13 @@ pub async fn reconcile(
         .and_then(|hp| hp.status.clone())
         .unwrap_or_default();
 
+    let requested = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SWEEP_REQUESTED_ANNOTATION))
+        .map(String::as_str);
+    let key = format!("{namespace}/{name}");
+
     // A policy that cannot be read or compiled is degraded; it waits for a spec change.
     let compiled: Result<Policy, String> = match parsed {
         Ok(hp) => compile(&hp.spec).map_err(|e| e.to_string()),
@@ -187,11 +174,14 @@ pub async fn reconcile(
             tracing::warn!(%namespace, %name, %message, "invalid HandlePolicy");
             ctx.metrics
                 .reconcile_error(&namespace, &name, "InvalidSpec");
-            let next = status::invalid_spec(&prev, &message, meta.generation, now);
+            // Only the leader answers a request; a follower's answer could race the leader's.
+            let request = pending_request(&prev, requested).filter(|_| ctx.leader.is_leader());
+            let next = status::invalid_spec(&prev, &message, meta.generation, now, request);
             if next != prev {
                 apply_status(&ctx.client, &namespace, &name, &next).await?;
                 publish(&ctx, vec![events::invalid_spec(&message)], &reference).await;
             }
+            ctx.api_errors.lock().expect("lock poisoned").remove(&key);
             return Ok(Action::await_change());
         }
     };
@@ -200,20 +190,35 @@ pub async fn reconcile(
     let shares: Vec<&str> = policy.shares.iter().map(|s| s.share.as_str()).collect();
     ctx.metrics.forget_shares_except(&namespace, &name, &shares);
 
-    let key = format!("{namespace}/{name}");
-    if let Some(wait) = status::not_due(&prev, meta.generation, policy.interval, now) {
-        return Ok(Action::requeue(wait));
-    }
-    // Due because the last sweep degraded: wait out the backoff (a spec change does not wait).
-    if prev.observed_generation == meta.generation
-        && let Some(wait) = ctx.retry_wait(&key, now)
-    {
-        return Ok(Action::requeue(wait));
-    }
-    if !ctx.leader.is_leader() {
+    let decide = |status: &HandlePolicyStatus, now: Timestamp| {
+        due(&DueInput {
+            generation: meta.generation,
+            status,
+            interval: policy.interval,
+            requested,
+            credentials_changed: ctx.credentials_changed_at(&key),
+            leader: ctx.leader.is_leader(),
+            now,
+        })
+    };
+    let reason = match decide(&prev, now) {
+        Due::Now(reason) => reason,
+        later => {
+            ctx.api_errors.lock().expect("lock poisoned").remove(&key);
+            return Ok(Action::requeue(later.wait(now)));
+        }
+    };
+
+    // Waiting for a slot can take as long as other sweeps do: leadership and shutdown are
+    // looked at again once it is ours.
+    let Ok(slot) = ctx.sweep_slots.acquire().await else {
+        return Ok(Action::requeue(FOLLOWER_RECHECK));
+    };
+    if (ctx.stop_signal())() {
         return Ok(Action::requeue(FOLLOWER_RECHECK));
     }
-
+    let now = (ctx.clock)();
+    tracing::info!(%namespace, %name, reason = ?reason, "sweeping");
     let services = share_services(&ctx, &namespace, &policy).await;
     let facts = ctx.facts.snapshot();
     let input = SweepInput {
@@ -231,19 +236,23 @@ pub async fn reconcile(
         failed = report.failed(), ok = report.all_shares_ok(), "swept"
     );
 
-    let next = status::after_sweep(&prev, &report, meta.generation, ended);
+    let request = match &reason {
+        Reason::Requested(token) => Some(token.as_str()),
+        _ => None,
+    };
+    let next = status::after_sweep(&prev, &report, meta.generation, ended, request);
     apply_status(&ctx.client, &namespace, &name, &next).await?;
+    drop(slot);
     publish(&ctx, events::for_sweep(&prev, &next, &report), &reference).await;
     ctx.metrics.record_sweep(&namespace, &name, &report, ended);
     for s in report.shares.iter().filter_map(|s| s.error.as_ref()) {
         ctx.metrics
             .reconcile_error(&namespace, &name, s.category.as_str());
     }
-    Ok(Action::requeue(ctx.backoff(
-        &key,
-        !report.all_shares_ok(),
-        policy.interval,
-        ended,
+    ctx.api_errors.lock().expect("lock poisoned").remove(&key);
+    Ok(Action::requeue(decide(&next, ended).wait(ended).max(
+        // Never at once: the status just written may not have reached the store yet.
+        Duration::from_secs(1),
     )))
 }
 
@@ -276,7 +285,8 @@ async fn share_services(
     out
 }
 
-/// The error policy: log, count, publish a Warning Event, and retry with per-policy backoff.
+/// The error policy: log, count, publish a Warning Event, and retry with per-policy backoff
+/// (5 s doubling per consecutive error, at most 5 minutes).
 pub fn error_policy(
     obj: Arc<DeserializeGuard<HandlePolicy>>,
     error: &Error,
@@ -293,7 +303,13 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_error(&namespace, &name, error.category());
     let key = format!("{namespace}/{name}");
-    let wait = ctx.backoff(&key, true, Duration::from_secs(300), (ctx.clock)());
+    let failures = {
+        let mut map = ctx.api_errors.lock().expect("lock poisoned");
+        let n = map.entry(key).or_default();
+        *n = n.saturating_add(1);
+        *n
+    };
+    let wait = backoff(failures, API_RETRY_CAP);
     let meta = match &obj.0 {
         Ok(hp) => hp.metadata.clone(),
         Err(i) => i.metadata.clone(),

@@ -1,15 +1,13 @@
-//! Status, pure: from the previous status and a sweep report to the next status, and whether
-//! a sweep is due. Deterministic (sorted maps, conditions that keep their transition time
+//! Status, pure: from the previous status and a sweep report to the next status (whether a
+//! sweep is due is [`super::due`]'s). Deterministic (sorted maps, conditions that keep their transition time
 //! while unchanged), so applying the same outcome twice is a no-op for the API server.
-
-use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    CONDITION_DEGRADED, CONDITION_READY, Counts, HandlePolicyStatus, LastSweep, OrphanRecord,
-    ShareStatus,
+    CONDITION_DEGRADED, CONDITION_READY, Counts, HandlePolicyStatus, LastRequest, LastSweep,
+    OrphanRecord, RequestOutcome, ShareStatus,
 };
 use crate::policy::OrphanLedger;
 use crate::sweep::SweepReport;
@@ -17,43 +15,6 @@ use crate::text::truncate;
 
 /// The most orphan records kept in status (the oldest first-seen times win).
 pub const MAX_ORPHAN_RECORDS: usize = 1000;
-
-/// Whether a sweep is due; `Some(wait)` when it is not, with the time until it is.
-///
-/// Due when the spec changed since the last sweep, when there was none, when a share failed
-/// in the last one (the controller's backoff spaces the retries), or when the interval has
-/// passed. A tripped safety valve is not retried early: only a spec change or the interval
-/// can change its outcome.
-pub fn not_due(
-    status: &HandlePolicyStatus,
-    generation: Option<i64>,
-    interval: Duration,
-    now: Timestamp,
-) -> Option<Duration> {
-    if status.observed_generation != generation || condition_is(status, CONDITION_READY, "False") {
-        return None;
-    }
-    let last = status
-        .last_sweep
-        .as_ref()?
-        .start_time
-        .parse::<Timestamp>()
-        .ok()?;
-    let elapsed = now.duration_since(last);
-    if elapsed.is_negative() {
-        return Some(interval);
-    }
-    interval
-        .checked_sub(elapsed.unsigned_abs())
-        .filter(|d| !d.is_zero())
-}
-
-fn condition_is(status: &HandlePolicyStatus, type_: &str, value: &str) -> bool {
-    status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == type_ && c.status == value)
-}
 
 /// A condition, keeping the previous transition time while its status is unchanged.
 fn condition(
@@ -92,12 +53,15 @@ fn n(v: u64) -> i64 {
 }
 
 /// The status after a sweep that started at `report.started` and ended at `ended` (both from
-/// the controller's clock, so the status is a function of its inputs).
+/// the controller's clock, so the status is a function of its inputs). `request` is the
+/// on-demand token the sweep answers, echoed with its outcome; without one the last request
+/// handled is kept.
 pub fn after_sweep(
     prev: &HandlePolicyStatus,
     report: &SweepReport,
     generation: Option<i64>,
     ended: Timestamp,
+    request: Option<&str>,
 ) -> HandlePolicyStatus {
     let now = report.started;
     let failed: Vec<_> = report.shares.iter().filter(|s| s.error.is_some()).collect();
@@ -193,16 +157,37 @@ pub fn after_sweep(
             })
             .collect(),
         orphans: orphan_records(&report.orphans),
+        consecutive_failures: if failed.is_empty() {
+            0
+        } else {
+            prev.consecutive_failures.saturating_add(1).max(1)
+        },
+        last_request: match request {
+            Some(token) => Some(LastRequest {
+                token: token.to_owned(),
+                outcome: if !failed.is_empty() {
+                    RequestOutcome::Failed
+                } else if report.safety_valve.is_some() {
+                    RequestOutcome::SafetyValveTripped
+                } else {
+                    RequestOutcome::Succeeded
+                },
+                sweep_time: Some(report.started.to_string()),
+            }),
+            None => prev.last_request.clone(),
+        },
     }
 }
 
 /// The status of a policy whose spec is invalid: not ready, degraded with `InvalidSpec`, the
-/// last sweep kept as it was.
+/// last sweep kept as it was. A pending on-demand `request` is answered with `InvalidSpec`, so
+/// whoever waits for it is not left waiting.
 pub fn invalid_spec(
     prev: &HandlePolicyStatus,
     error: &str,
     generation: Option<i64>,
     now: Timestamp,
+    request: Option<&str>,
 ) -> HandlePolicyStatus {
     let message = truncate(error, 1024);
     HandlePolicyStatus {
@@ -227,6 +212,14 @@ pub fn invalid_spec(
                 now,
             ),
         ],
+        last_request: match request {
+            Some(token) => Some(LastRequest {
+                token: token.to_owned(),
+                outcome: RequestOutcome::InvalidSpec,
+                sweep_time: None,
+            }),
+            None => prev.last_request.clone(),
+        },
         ..prev.clone()
     }
 }

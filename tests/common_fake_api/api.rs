@@ -155,6 +155,7 @@ struct State {
     requests: Vec<Recorded>,
     missing: HashSet<String>,
     apply_delay: Option<(String, Duration)>,
+    get_delay: Option<(String, Duration)>,
 }
 
 struct Inner {
@@ -338,6 +339,12 @@ impl FakeApi {
         self.inner.state.lock().unwrap().apply_delay = Some((plural.to_owned(), delay));
     }
 
+    /// Delays every GET of one named object of a resource by `delay`, each on its own (reads
+    /// that arrive together are answered together), so that whatever waits on them overlaps.
+    pub fn delay_gets(&self, plural: &str, delay: Duration) {
+        self.inner.state.lock().unwrap().get_delay = Some((plural.to_owned(), delay));
+    }
+
     /// Creates an object (its resource from `apiVersion` and `kind`); returns it as stored.
     pub fn create(&self, object: Value) -> Value {
         let (av, kind) = (object["apiVersion"].as_str(), object["kind"].as_str());
@@ -427,6 +434,16 @@ fn selects(selector: &str, labels: &Value) -> bool {
         } else {
             label(term).is_some()
         }
+    })
+}
+
+/// A selector term the real API server refuses for an empty key (`=v`, `!=v`, `!`); the
+/// fake checks no more of the syntax than that.
+fn unparsable_term(selector: &str) -> Option<&str> {
+    let mut terms = selector.split(',').map(str::trim).filter(|t| !t.is_empty());
+    terms.find(|term| {
+        let key = term.split(['=', '!']).find(|k| !k.trim().is_empty());
+        key.is_none() || term.starts_with('=') || term.starts_with("!=")
     })
 }
 
@@ -678,6 +695,10 @@ impl Inner {
         let limit = q.get("limit").and_then(|l| l.parse().ok());
         let limit = limit.filter(|l: &usize| *l > 0);
         let selector = q.get("labelSelector").map_or("", String::as_str);
+        if let Some(term) = unparsable_term(selector) {
+            let message = format!("unable to parse requirement: {term:?}: a label key is empty");
+            return fail(400, "BadRequest", &message);
+        }
         let (mut items, mut last, mut remaining) = (Vec::new(), String::new(), 0);
         for ((plural, ns, name), Stored(object, _)) in &st.objects {
             let here = format!("{ns}/{name}");
@@ -879,16 +900,28 @@ impl Inner {
         }
     }
 
-    /// Test hooks: a delayed apply waits its turn, a held LIST its release.
+    /// Test hooks: a delayed apply waits its turn, a delayed GET its time, a held LIST its
+    /// release.
     async fn hooks(&self, r: &Recorded, target: Option<&Target>, watch: bool) {
         let plural = target.map_or("", |t| t.resource.2);
         let apply = r.content_type.as_deref() == Some(APPLY);
-        let delay = match &self.state.lock().unwrap().apply_delay {
-            Some((p, delay)) if p == plural && apply => Some(*delay),
-            _ => None,
+        let named_get = r.method == Method::GET && target.is_some_and(|t| t.name.is_some());
+        let (apply_delay, get_delay) = {
+            let st = self.state.lock().unwrap();
+            let delay = |d: &Option<(String, Duration)>, when: bool| match d {
+                Some((p, delay)) if p == plural && when => Some(*delay),
+                _ => None,
+            };
+            (
+                delay(&st.apply_delay, apply),
+                delay(&st.get_delay, named_get && !watch),
+            )
         };
-        if let Some(delay) = delay {
+        if let Some(delay) = apply_delay {
             let _turn = self.apply_turn.lock().await;
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(delay) = get_delay {
             tokio::time::sleep(delay).await;
         }
         if r.method == Method::GET && target.is_some_and(|t| t.name.is_none()) && !watch {

@@ -35,6 +35,8 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 pub struct Controller {
     pub child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `logs` until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Controller {
@@ -67,12 +69,16 @@ impl Controller {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        Self { child, logs }
+        Self {
+            child,
+            logs,
+            reader: Some(reader),
+        }
     }
 
     /// Everything it logged so far.
@@ -114,9 +120,13 @@ impl Controller {
         }
     }
 
+    /// Waits for the exit, then for the last log lines (the reader may lag behind the exit).
     async fn exited(&mut self) -> ExitStatus {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+                }
                 return status;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
