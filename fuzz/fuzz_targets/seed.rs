@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(mut seed) = Seed::from_yaml(text) else {
+    let Ok(mut seed) = Seed::from_yaml(text, "fuzz.yaml") else {
         return;
     };
     for share in &mut seed.shares {
