@@ -10,6 +10,9 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use jiff::Timestamp;
+
+use crate::handles::{PathKind, PathProperties};
 use crate::protocol::StorageError;
 
 /// What a target path is.
@@ -69,6 +72,68 @@ pub fn lookup(share_root: &Path, rel: &str) -> Result<Kind, LookupError> {
         }
         Err(e) => Err(LookupError::Io(format!("stat failed: {e}"))),
     }
+}
+
+/// The properties of a share-relative path, for Get File / Directory Properties: the 404s of
+/// [`lookup`], and a path that resolves outside the share (through a symbolic link, which
+/// smbd refuses with its default `wide links = no`) is `ResourceNotFound` too, so nothing
+/// outside the share is ever described. Bounded: a few `stat` calls and one `realpath`.
+pub fn properties(share_root: &Path, rel: &str) -> Result<PathProperties, LookupError> {
+    let kind = lookup(share_root, rel)?;
+    let io = |what: &str, e: std::io::Error| LookupError::Io(format!("{what} failed: {e}"));
+    let root = share_root
+        .canonicalize()
+        .map_err(|e| io("resolving the share's directory", e))?;
+    let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+    let full = segments.iter().fold(root.clone(), |p, s| p.join(s));
+    let real = full.canonicalize().map_err(|e| {
+        if is_missing(&e) {
+            LookupError::NotFound(StorageError::resource_not_found())
+        } else {
+            io("resolving the path", e)
+        }
+    })?;
+    if !real.starts_with(&root) {
+        return Err(LookupError::NotFound(StorageError::resource_not_found()));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| io("stat", e))?;
+    let (file_id, parent_id) = if real == root {
+        (0, 0)
+    } else {
+        let parent = real.parent().unwrap_or(&root);
+        let parent_id = if parent == root {
+            0
+        } else {
+            std::fs::metadata(parent)
+                .map_err(|e| io("stat of the parent directory", e))?
+                .ino()
+        };
+        (meta.ino(), parent_id)
+    };
+    let time = |secs: i64, nanos: i64| {
+        Timestamp::new(secs, i32::try_from(nanos).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)
+    };
+    let last_write = time(meta.mtime(), meta.mtime_nsec());
+    let changed = time(meta.ctime(), meta.ctime_nsec());
+    // Not every file system records a birth time; the last write is the closest it has.
+    let created = meta
+        .created()
+        .ok()
+        .and_then(|t| Timestamp::try_from(t).ok())
+        .unwrap_or(last_write);
+    Ok(PathProperties {
+        kind: match kind {
+            Kind::Directory => PathKind::Directory,
+            Kind::File => PathKind::File,
+        },
+        file_id,
+        parent_id,
+        size: if kind == Kind::File { meta.size() } else { 0 },
+        created,
+        last_write,
+        changed,
+        read_only: meta.mode() & 0o222 == 0,
+    })
 }
 
 fn is_missing(e: &std::io::Error) -> bool {
