@@ -235,4 +235,59 @@ mod tests {
         assert_eq!(inodes.ids("gone.txt").0, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    fn not_found(r: Result<PathProperties, LookupError>) -> String {
+        match r {
+            Err(LookupError::NotFound(e)) => e.code.to_string(),
+            Err(LookupError::Io(m)) => format!("io: {m}"),
+            Ok(p) => format!("found {p:?}"),
+        }
+    }
+
+    #[test]
+    fn properties_of_files_and_directories_never_outside_the_share() {
+        let base = std::env::temp_dir().join(format!("sh-fsprops-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("share");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(dir.join("a/f.txt"), b"hello").unwrap();
+        std::fs::write(outside.join("secret"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("escape")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), dir.join("a/leak")).unwrap();
+        std::os::unix::fs::symlink("b", dir.join("a/inside")).unwrap();
+
+        let root = properties(&dir, "").unwrap();
+        assert_eq!(
+            (root.kind, root.file_id, root.parent_id),
+            (PathKind::Directory, 0, 0)
+        );
+        let a = properties(&dir, "a").unwrap();
+        assert_eq!((a.kind, a.parent_id), (PathKind::Directory, 0));
+        assert_eq!(a.file_id, std::fs::metadata(dir.join("a")).unwrap().ino());
+        let f = properties(&dir, "a/f.txt").unwrap();
+        assert_eq!(
+            (f.kind, f.size, f.parent_id),
+            (PathKind::File, 5, a.file_id)
+        );
+        assert!(!f.read_only);
+        let b = properties(&dir, "a/inside").unwrap();
+        assert_eq!(
+            b.kind,
+            PathKind::Directory,
+            "a link within the share is followed"
+        );
+
+        assert_eq!(not_found(properties(&dir, "escape")), "ResourceNotFound");
+        assert_eq!(
+            not_found(properties(&dir, "escape/secret")),
+            "ResourceNotFound"
+        );
+        assert_eq!(not_found(properties(&dir, "a/leak")), "ResourceNotFound");
+        assert_eq!(not_found(properties(&dir, "../outside")), "ParentNotFound");
+        assert_eq!(not_found(properties(&dir, "a/nope")), "ResourceNotFound");
+        assert_eq!(not_found(properties(&dir, "a/f.txt/x")), "ParentNotFound");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
