@@ -23,9 +23,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "sdk"))
 
-from sdk_harness import ACCOUNT, KEY, HandleService  # noqa: E402
+from sdk_harness import ACCOUNT, KEY, SHARE, HandleService  # noqa: E402
 
-__all__ = ["ACCOUNT", "KEY", "Az", "AzResult", "HandleService", "az_binary", "connection_string"]
+__all__ = ["ACCOUNT", "KEY", "SHARE", "Az", "AzResult", "HandleService", "az_binary", "connection_string"]
 
 # One az call is a fresh Python process loading the CLI: seconds, not milliseconds.
 AZ_TIMEOUT_S = 120.0
@@ -56,8 +56,15 @@ class AzResult:
     stdout: str
     stderr: str
 
+    def shown(self) -> str:
+        """The command line for messages, with the connection string (a key or a SAS) left out."""
+        out = []
+        for i, a in enumerate(self.args):
+            out.append("<redacted>" if i and self.args[i - 1] == "--connection-string" else a)
+        return "az " + " ".join(out)
+
     def json(self) -> Any:
-        assert self.code == 0, f"az {' '.join(self.args)} failed ({self.code}):\n{self.stderr}"
+        assert self.code == 0, f"{self.shown()} failed ({self.code}):\n{self.stderr}"
         return json.loads(self.stdout)
 
 
@@ -104,9 +111,10 @@ class Az:
         }
         (self.config_dir / "versionCheck.json").write_text(json.dumps(cache), encoding="utf-8")
 
-    def __call__(self, *args: str) -> AzResult:
-        """Runs `az ARGS...`; never raises on az's own failure (tests check `code`)."""
-        argv = [str(self.binary), *args]
+    def __call__(self, *args: str, prefix: tuple[str, ...] = ()) -> AzResult:
+        """Runs `az ARGS...` (after `prefix`, such as `ip netns exec NAME`); never raises on
+        az's own failure (tests check `code`)."""
+        argv = [*prefix, str(self.binary), *args]
         done = subprocess.run(
             argv, capture_output=True, text=True, env=self.env, timeout=AZ_TIMEOUT_S,
             stdin=subprocess.DEVNULL,

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from az_harness import Az, HandleService
-
-SHARE = "myshare"
+from az_harness import SHARE, Az, HandleService
 
 # One share with handles on its root, a directory, files at two depths, and a file in the root.
 SEED = [

@@ -14,8 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from az_harness import KEY, connection_string
-from conftest import SHARE
+from az_harness import KEY, SHARE, connection_string
 
 
 def listed(az, svc, *args, cs=None):

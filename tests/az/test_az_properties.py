@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from az_harness import connection_string
-from conftest import SHARE
+from az_harness import SHARE, connection_string
 
 
 def run(az, svc, *args):
