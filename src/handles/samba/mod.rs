@@ -430,7 +430,8 @@ impl HandleService for SambaStore {
         Box::pin(self.close_page(req))
     }
 
-    /// The shares of smb.conf; the open handles are only known by listing them.
+    /// From the share's directory on disk (see [`fsinfo::properties`]): a file deleted while
+    /// open is not found here, as Azure answers for a file whose delete is pending.
     fn path_properties<'a>(
         &'a self,
         target: &'a Target,
@@ -455,6 +456,7 @@ impl HandleService for SambaStore {
         })
     }
 
+    /// The shares of smb.conf; the open handles are only known by listing them.
     fn size(&self) -> crate::handles::StoreSize {
         crate::handles::StoreSize {
             shares: Some(self.shares().shares.len()),
