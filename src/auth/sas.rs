@@ -18,6 +18,8 @@ pub enum Operation {
     List,
     /// Force Close Handles: needs `w`.
     Close,
+    /// Get File / Directory Properties: needs `r`.
+    Read,
 }
 
 /// What the request addresses, for the SAS's canonicalized resource.
@@ -158,11 +160,13 @@ pub fn verify_sas(
     let permitted = match op {
         Operation::List => sp.contains('r') || sp.contains('l'),
         Operation::Close => sp.contains('w'),
+        Operation::Read => sp.contains('r'),
     };
     if !permitted {
         let need = match op {
             Operation::List => "'r' or 'l' (List Handles)",
             Operation::Close => "'w' (Force Close Handles)",
+            Operation::Read => "'r' (Get File or Directory Properties)",
         };
         return Err(AuthError::new(
             AuthErrorKind::PermissionMismatch,

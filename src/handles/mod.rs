@@ -8,6 +8,7 @@ pub mod client;
 mod marker;
 pub mod memory;
 mod paging;
+mod properties;
 pub mod samba;
 
 use futures::future::BoxFuture;
@@ -16,6 +17,7 @@ use crate::protocol::{ClosePage, CloseRequest, ListPage, ListRequest, StorageErr
 
 pub use marker::{MarkerCodec, MarkerKind};
 pub use paging::{CloseOutcome, close_all, pages};
+pub use properties::{PathKind, PathProperties, properties_not_supported};
 
 /// A source of open handles that can list them and force-close them, a page at a time.
 pub trait HandleService: Send + Sync {
@@ -24,6 +26,17 @@ pub trait HandleService: Send + Sync {
 
     /// Force-closes one batch of handles on the target; `next_marker` says whether more remain.
     fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>>;
+
+    /// Whether `target`'s path exists and is a file or a directory, with its properties (Get
+    /// File Properties / Get Directory Properties). Errors as for the handle operations: 404
+    /// `ShareNotFound`, `ParentNotFound` or `ResourceNotFound`. A store that cannot tell
+    /// answers 400 `FeatureNotSupported` ([`properties_not_supported`]), the default.
+    fn path_properties<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<PathProperties, Error>> {
+        Box::pin(async move { Err(Error::storage(target, properties_not_supported())) })
+    }
 
     /// What the store holds, as far as it knows without listing (for the service's metrics).
     fn size(&self) -> StoreSize {

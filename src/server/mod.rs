@@ -9,6 +9,7 @@
 mod addressing;
 mod admin;
 mod oauth;
+mod properties;
 mod request;
 mod respond;
 
@@ -396,6 +397,14 @@ impl HandleServer {
             }
             Route::Handles { share, path } => {
                 let comp = request::query(&query, "comp");
+                if comp.is_none()
+                    && let Some(asked) = properties::requested(&parts.method, &query, &path)?
+                {
+                    let version = request::version(&parts.headers)?;
+                    self.authenticate(&view, &share, &path, Operation::Read, peer, version)
+                        .await?;
+                    return self.properties_op(asked, share, path, &query, parts).await;
+                }
                 let op = match (comp, &parts.method) {
                     (Some("listhandles"), &Method::GET) => Operation::List,
                     (Some("forceclosehandles"), &Method::PUT) => Operation::Close,
@@ -506,6 +515,29 @@ impl HandleServer {
         ))
     }
 
+    /// Get Directory Properties or Get File Properties (see [`properties`]).
+    async fn properties_op(
+        &self,
+        asked: handles::PathKind,
+        share: String,
+        path: String,
+        query: &[(String, String)],
+        parts: &http::request::Parts,
+    ) -> Result<Response<Body>, StorageError> {
+        check_common(query, &parts.headers)?;
+        let target = Target {
+            share,
+            path,
+            recursive: None,
+        };
+        let props = self
+            .backend
+            .path_properties(&target)
+            .await
+            .map_err(store_error)?;
+        properties::answer(&parts.method, asked, &props)
+    }
+
     async fn handles_op(
         &self,
         op: Operation,
@@ -515,26 +547,7 @@ impl HandleServer {
         headers: &http::HeaderMap,
         echo: &Echo,
     ) -> Result<Response<Body>, StorageError> {
-        request::check_timeout(query)?;
-        if let Some(snapshot) = request::query(query, "sharesnapshot") {
-            return Err(StorageError::new(
-                400,
-                ErrorCode::FeatureNotSupported,
-                "Share snapshots are not supported by this service: list or close handles on the live share.",
-            )
-            .with_detail("QueryParameterName", "sharesnapshot")
-            .with_detail("QueryParameterValue", snapshot));
-        }
-        if let Some(intent) = request::header(headers, "x-ms-file-request-intent")?
-            && intent != "backup"
-        {
-            return Err(StorageError::invalid_header(
-                "x-ms-file-request-intent",
-                intent,
-                "The only intent is backup.",
-            ));
-        }
-        request::bool_header(headers, "x-ms-allow-trailing-dot")?;
+        check_common(query, headers)?;
         let recursive = request::bool_header(headers, "x-ms-recursive")?;
         let target = Target {
             share,
@@ -543,6 +556,10 @@ impl HandleServer {
         };
         let marker = request::marker(query);
         match op {
+            // Dispatch sends properties requests to `properties_op`, never here.
+            Operation::Read => Err(StorageError::internal(
+                "Get Properties reached the handle operations.",
+            )),
             Operation::List => {
                 let max_results = request::max_results(query)?;
                 let req = ListRequest {
@@ -587,6 +604,32 @@ impl HandleServer {
             }
         }
     }
+}
+
+/// The checks every operation on a share's paths shares: `timeout`, no `sharesnapshot` (the
+/// stores have none), `x-ms-file-request-intent` and `x-ms-allow-trailing-dot`.
+fn check_common(query: &[(String, String)], headers: &http::HeaderMap) -> Result<(), StorageError> {
+    request::check_timeout(query)?;
+    if let Some(snapshot) = request::query(query, "sharesnapshot") {
+        return Err(StorageError::new(
+            400,
+            ErrorCode::FeatureNotSupported,
+            "Share snapshots are not supported by this service: work on the live share.",
+        )
+        .with_detail("QueryParameterName", "sharesnapshot")
+        .with_detail("QueryParameterValue", snapshot));
+    }
+    if let Some(intent) = request::header(headers, "x-ms-file-request-intent")?
+        && intent != "backup"
+    {
+        return Err(StorageError::invalid_header(
+            "x-ms-file-request-intent",
+            intent,
+            "The only intent is backup.",
+        ));
+    }
+    request::bool_header(headers, "x-ms-allow-trailing-dot")?;
+    Ok(())
 }
 
 /// The bounded operation label of a request, from its URI alone.

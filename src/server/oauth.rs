@@ -199,7 +199,9 @@ impl OAuth {
             })
         };
         let allowed = match op {
-            Operation::List => listed(&self.config.readers) || listed(&self.config.contributors),
+            Operation::List | Operation::Read => {
+                listed(&self.config.readers) || listed(&self.config.contributors)
+            }
             Operation::Close => listed(&self.config.contributors),
         };
         if allowed {
@@ -207,6 +209,7 @@ impl OAuth {
         }
         let (right, role) = match op {
             Operation::List => ("list handles", "reader or contributor"),
+            Operation::Read => ("read file or directory properties", "reader or contributor"),
             Operation::Close => ("force-close handles", "contributor"),
         };
         Err(StorageError::permission_mismatch(format!(

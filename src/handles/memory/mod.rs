@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{Error, HandleService, MarkerCodec, MarkerKind};
+use super::{Error, HandleService, MarkerCodec, MarkerKind, PathProperties};
 use crate::protocol::{
     AccessRights, ClosePage, CloseRequest, HandleId, HandleSelector, ListPage, ListRequest,
     MAX_RESULTS_LIMIT, StorageError, Target, validate_share_name,
@@ -424,6 +424,19 @@ impl HandleService for MemoryStore {
 
     fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>> {
         Box::pin(async move { self.close_page(req) })
+    }
+
+    fn path_properties<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<PathProperties, Error>> {
+        Box::pin(async move {
+            let share = self.lookup(target)?;
+            let share = share.read().expect("lock poisoned");
+            share
+                .properties(&target.path)
+                .map_err(|e| Error::storage(target, e))
+        })
     }
 
     fn size(&self) -> super::StoreSize {

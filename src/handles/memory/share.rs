@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::handles::{PathKind, PathProperties};
 use crate::protocol::{AccessRights, Handle, HandleId, StorageError};
 use crate::text::fold;
 
@@ -19,6 +20,9 @@ pub(super) struct Node {
     pub children: Option<HashMap<Box<str>, NodeIx>>,
     /// Ids of the handles open on this node, ascending.
     pub handles: Vec<u64>,
+    /// Unix seconds of its creation: its creation, last write and change time alike, since
+    /// the store holds no content to write.
+    pub created: i64,
 }
 
 impl Node {
@@ -75,6 +79,7 @@ impl Share {
             file_id: 0,
             children: Some(HashMap::new()),
             handles: Vec::new(),
+            created: jiff::Timestamp::now().as_second(),
         };
         Self {
             nodes: vec![root],
@@ -91,17 +96,38 @@ impl Share {
         let mut node = 0;
         for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            let next = self.nodes[node as usize]
-                .children
-                .as_ref()
-                .and_then(|c| c.get(fold(seg).as_ref()).copied());
-            node = match next {
+            // A file has no children: below it, the parent is what is missing.
+            let Some(children) = self.nodes[node as usize].children.as_ref() else {
+                return Err(StorageError::parent_not_found());
+            };
+            node = match children.get(fold(seg).as_ref()).copied() {
                 Some(n) => n,
                 None if last => return Err(StorageError::resource_not_found()),
                 None => return Err(StorageError::parent_not_found()),
             };
         }
         Ok(node)
+    }
+
+    /// What the node at `path` is, with its properties (see [`Share::resolve`] for the 404s).
+    pub fn properties(&self, path: &str) -> Result<PathProperties, StorageError> {
+        let node = &self.nodes[self.resolve(path)? as usize];
+        let parent_id = self.nodes[node.parent as usize].file_id;
+        let at = timestamp(node.created);
+        Ok(PathProperties {
+            kind: if node.is_dir() {
+                PathKind::Directory
+            } else {
+                PathKind::File
+            },
+            file_id: node.file_id,
+            parent_id,
+            size: 0,
+            created: at,
+            last_write: at,
+            changed: at,
+            read_only: false,
+        })
     }
 
     /// Creates `path` as `kind`, with missing parents as directories; returns the existing node
@@ -156,6 +182,7 @@ impl Share {
                         file_id: new_node().map_err(|why| format!("path {path:?}: {why}"))?,
                         children: want_dir.then(HashMap::new),
                         handles: Vec::new(),
+                        created: jiff::Timestamp::now().as_second(),
                     });
                     self.nodes[node as usize]
                         .children

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
 
-use super::{Error, HandleService, MarkerCodec, MarkerKind, describe};
+use super::{Error, HandleService, MarkerCodec, MarkerKind, PathProperties, describe};
 use crate::protocol::{
     ClosePage, CloseRequest, Handle, HandleId, ListPage, ListRequest, MAX_RESULTS_LIMIT,
     StorageError, Target,
@@ -499,6 +499,32 @@ impl HandleService for SambaStore {
 
     fn force_close<'a>(&'a self, req: &'a CloseRequest) -> BoxFuture<'a, Result<ClosePage, Error>> {
         Box::pin(self.close_page(req))
+    }
+
+    /// From the share's directory on disk (see [`fsinfo::properties`]): a file deleted while
+    /// open is not found here, as Azure answers for a file whose delete is pending.
+    fn path_properties<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<PathProperties, Error>> {
+        Box::pin(async move {
+            let share = self.share_of(target).await?;
+            let root = share.path.clone();
+            let rel = target.path.clone();
+            let looked = tokio::task::spawn_blocking(move || fsinfo::properties(&root, &rel))
+                .await
+                .map_err(|e| Error::Backend {
+                    target: describe(target),
+                    message: format!("path lookup task failed: {e}"),
+                })?;
+            looked.map_err(|e| match e {
+                LookupError::NotFound(err) => Error::storage(target, err),
+                LookupError::Io(message) => Error::Backend {
+                    target: describe(target),
+                    message,
+                },
+            })
+        })
     }
 
     /// The shares of smb.conf; the open handles are only known by listing them.
