@@ -37,6 +37,7 @@ pub use leader::{AlwaysLeader, Leadership, LeaseLeader, LeaseSettings, NeverLead
 pub use reconcile::{
     Context, FIELD_MANAGER, FOLLOWER_RECHECK, Retry, apply_status, error_policy, reconcile,
 };
+pub use secrets::share_identity;
 pub use status::{after_sweep, invalid_spec, ledger_of, not_due};
 
 use crate::api::HandlePolicy;
@@ -289,7 +290,7 @@ fn referencing(
                         .spec
                         .shares
                         .iter()
-                        .any(|s| s.credentials_secret_ref.name == name)
+                        .any(|s| s.secret_names().any(|n| n == name))
             }
             Err(_) => false,
         })
