@@ -509,3 +509,46 @@ async fn the_handle_client_sends_the_entra_token_with_a_backup_intent() {
     .unwrap();
     assert!(err.to_string().contains("2022-11-02"), "{err}");
 }
+
+#[tokio::test]
+async fn the_cli_logs_in_with_workload_identity_as_az_does() {
+    let server = TokenServer::start().await;
+    let dir = temp_dir("cli");
+    let file = dir.join("azure-identity-token");
+    std::fs::write(&file, "eyJhbGciOiJSUzI1NiJ9.cli.sig").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_share-hygiene"))
+        .args([
+            "handles",
+            "list",
+            "--auth-mode",
+            "login",
+            "--share-url",
+            &format!("http://{}/acct/share", server.addr),
+        ])
+        .env_clear()
+        .env(env::CLIENT_ID, "cli-client")
+        .env(env::TENANT_ID, "cli-tenant")
+        .env(env::FEDERATED_TOKEN_FILE, &file)
+        .env(env::AUTHORITY_HOST, server.authority())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("cli.sig") && !stderr.contains("token-1"),
+        "{stderr}"
+    );
+    let seen = server.take();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].path, "/cli-tenant/oauth2/v2.0/token");
+    assert_eq!(seen[0].form["client_id"], "cli-client");
+    assert_eq!(
+        seen[0].form["client_assertion"],
+        "eyJhbGciOiJSUzI1NiJ9.cli.sig"
+    );
+    assert_eq!(seen[1].path, "/acct/share");
+    assert_eq!(seen[1].header("authorization"), Some("Bearer token-1"));
+    assert_eq!(seen[1].header("x-ms-file-request-intent"), Some("backup"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
