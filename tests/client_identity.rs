@@ -330,6 +330,51 @@ async fn service_principal_sends_its_secret_and_one_token_serves_many_calls() {
 }
 
 #[tokio::test]
+async fn a_certificate_signs_a_fresh_assertion_for_each_exchange() {
+    let server = TokenServer::start().await;
+    let pem = include_str!("fixtures/entra-client-certificate.pem");
+    let keys = [
+        ("tenantId", "tenant-c"),
+        ("clientId", "client-c"),
+        ("clientCertificate", pem),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let identity = Identity::service_principal_from_keys(&keys, Some(&server.authority())).unwrap();
+    assert!(!format!("{identity:?}").contains("PRIVATE"));
+    let clock = ManualClock::new();
+    let provider = TokenProvider::new(identity, clock.options()).unwrap();
+    assert_eq!(provider.token().await.unwrap().expose_secret(), "token-1");
+    clock.advance(3600);
+    assert_eq!(provider.token().await.unwrap().expose_secret(), "token-2");
+    let seen = server.take();
+    assert_eq!(seen.len(), 2);
+    let url = format!("http://{}/tenant-c/oauth2/v2.0/token", server.addr);
+    let mut ids = Vec::new();
+    for req in &seen {
+        assert_eq!(req.path, "/tenant-c/oauth2/v2.0/token");
+        assert_eq!(req.form["client_assertion_type"], JWT_BEARER_ASSERTION);
+        assert!(!req.form.contains_key("client_secret"));
+        let parts: Vec<&str> = req.form["client_assertion"].split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let json = |p: &str| -> serde_json::Value {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        };
+        assert_eq!(json(parts[0])["x5t"], "rSWrQM5I7CVKR3TmehDH_he0d4k");
+        let claims = json(parts[1]);
+        assert_eq!(claims["aud"], url.as_str());
+        assert_eq!(claims["sub"], "client-c");
+        ids.push(claims["jti"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(ids[0], ids[1], "each assertion is unique");
+}
+
+#[tokio::test]
 async fn a_token_is_refreshed_five_minutes_before_it_expires() {
     let server = TokenServer::start().await;
     let clock = ManualClock::new();

@@ -193,8 +193,8 @@ impl ShareSpec {
 pub struct IdentitySpec {
     /// `Workload`: AKS workload identity, federated with the controller's service account
     /// (the chart's `workloadIdentity` values); `Managed`: the node's managed identity through
-    /// the instance metadata service; `ServicePrincipal`: an application and client secret
-    /// from `secretRef`.
+    /// the instance metadata service; `ServicePrincipal`: an application and its client secret
+    /// or certificate from `secretRef`.
     #[serde(rename = "type")]
     pub kind: IdentityKind,
     /// The identity's client id (a GUID). `Workload`: another identity federated with the
@@ -203,8 +203,9 @@ pub struct IdentitySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"))]
     pub client_id: Option<String>,
-    /// `ServicePrincipal` only: a Secret with the keys `tenantId`, `clientId`, `clientSecret`
-    /// and optionally `authorityHost`.
+    /// `ServicePrincipal` only: a Secret with the keys `tenantId`, `clientId`, and
+    /// `clientSecret` or `clientCertificate` (PEM: the certificate and its RSA key), and
+    /// optionally `authorityHost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
 }

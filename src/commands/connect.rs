@@ -60,6 +60,10 @@ pub struct CredentialArgs {
     /// A service principal's client secret.
     #[arg(long, env = "AZURE_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
     pub client_secret: Option<SecretString>,
+    /// A PEM file with a service principal's certificate and RSA private key (instead of a
+    /// client secret).
+    #[arg(long, env = "AZURE_CLIENT_CERTIFICATE_PATH")]
+    pub client_certificate: Option<PathBuf>,
 }
 
 /// How to authenticate, as `az storage --auth-mode` names it.
@@ -79,7 +83,8 @@ pub enum IdentityKind {
     Workload,
     /// The VM's or node pool's managed identity, through the instance metadata service.
     Managed,
-    /// A service principal with a client secret (--client-id, --tenant-id, --client-secret).
+    /// A service principal with a client secret or certificate (--client-id, --tenant-id,
+    /// --client-secret or --client-certificate).
     ServicePrincipal,
 }
 
@@ -90,7 +95,7 @@ impl CredentialArgs {
         let kind = self.identity.unwrap_or_else(|| {
             if env(entra::env::FEDERATED_TOKEN_FILE).is_some() {
                 IdentityKind::Workload
-            } else if self.client_secret.is_some() {
+            } else if self.client_secret.is_some() || self.client_certificate.is_some() {
                 IdentityKind::ServicePrincipal
             } else {
                 IdentityKind::Managed
@@ -122,9 +127,19 @@ impl CredentialArgs {
                         keys.insert(key.to_owned(), v);
                     }
                 }
+                if let Some(path) = &self.client_certificate {
+                    let pem =
+                        SecretString::from(std::fs::read_to_string(path).with_context(|| {
+                            format!("reading the client certificate {}", path.display())
+                        })?);
+                    keys.insert(
+                        "clientCertificate".to_owned(),
+                        pem.expose_secret().to_owned(),
+                    );
+                }
                 let authority = env(entra::env::AUTHORITY_HOST);
                 Identity::service_principal_from_keys(&keys, authority.as_deref())
-                    .context("--identity service-principal (--client-id / AZURE_CLIENT_ID, --tenant-id / AZURE_TENANT_ID, --client-secret / AZURE_CLIENT_SECRET)")?
+                    .context("--identity service-principal (--client-id / AZURE_CLIENT_ID, --tenant-id / AZURE_TENANT_ID, --client-secret / AZURE_CLIENT_SECRET or --client-certificate / AZURE_CLIENT_CERTIFICATE_PATH)")?
             }
         })
     }

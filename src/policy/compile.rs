@@ -145,7 +145,7 @@ fn share_credentials(
             errs.push(
                 field("identity.secretRef"),
                 "",
-                "a ServicePrincipal needs secretRef (keys tenantId, clientId, clientSecret)",
+                "a ServicePrincipal needs secretRef (keys tenantId, clientId, clientSecret or clientCertificate)",
             );
             fallback
         }

@@ -173,13 +173,21 @@ impl TokenProvider {
             identity: self.identity.describe(),
             message,
         };
-        // The federated token rotates: read it for every exchange.
+        // The federated token rotates: read it for every exchange. A certificate signs a new
+        // assertion for every exchange (each is short-lived and unique).
         let assertion = match &self.identity {
             Identity::Workload { token_file, .. } => match read_assertion(token_file) {
                 Ok(a) => Some(a),
                 Err(message) => return Attempt::Fail(failed(message)),
             },
-            _ => None,
+            _ => match self.identity.signed_assertion(
+                Timestamp::now().as_second(),
+                &uuid::Uuid::new_v4().to_string(),
+            ) {
+                Some(Ok(a)) => Some(a),
+                Some(Err(e)) => return Attempt::Fail(failed(e.to_string())),
+                None => None,
+            },
         };
         let request = self
             .identity

@@ -8,7 +8,7 @@
 //!   exchanged as a client assertion for an Entra token (client credentials grant);
 //! - managed identity: the instance metadata service (IMDS) hands out tokens for the VM's or
 //!   node pool's identity, a user-assigned one chosen by its client id;
-//! - a service principal with a client secret.
+//! - a service principal with a client secret or a client certificate ([`ClientCertificate`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +20,10 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::CredentialError;
+
+mod certificate;
+
+pub use certificate::ClientCertificate;
 
 /// The scope of Azure Storage's data plane.
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
@@ -47,6 +51,8 @@ pub mod env {
     pub const AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
     /// A service principal's client secret (the Azure SDKs' name for it).
     pub const CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+    /// A PEM file with a service principal's certificate and key (the Azure SDKs' name).
+    pub const CLIENT_CERTIFICATE_PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
 }
 
 /// Who asks Entra ID for tokens. A client secret is boxed: never in `Debug`, zeroed on drop.
@@ -70,7 +76,7 @@ pub enum Identity {
         /// A user-assigned identity's client id (`None`: the system-assigned one).
         client_id: Option<String>,
     },
-    /// A service principal with a client secret.
+    /// A service principal with a client secret or certificate.
     ServicePrincipal {
         /// The authority host, with a trailing `/`.
         authority: String,
@@ -78,9 +84,27 @@ pub enum Identity {
         tenant_id: String,
         /// The application (client) id.
         client_id: String,
-        /// The client secret.
-        secret: SecretString,
+        /// How it proves who it is.
+        credential: ClientCredential,
     },
+}
+
+/// How a service principal proves who it is.
+#[derive(Clone)]
+pub enum ClientCredential {
+    /// A client secret.
+    Secret(SecretString),
+    /// A certificate: each token request carries an assertion signed with its key.
+    Certificate(ClientCertificate),
+}
+
+impl fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret(_) => f.write_str("Secret(<redacted>)"),
+            Self::Certificate(c) => c.fmt(f),
+        }
+    }
 }
 
 impl fmt::Debug for Identity {
@@ -110,13 +134,13 @@ impl fmt::Debug for Identity {
                 authority,
                 tenant_id,
                 client_id,
-                ..
+                credential,
             } => f
                 .debug_struct("ServicePrincipal")
                 .field("authority", authority)
                 .field("tenant_id", tenant_id)
                 .field("client_id", client_id)
-                .field("secret", &"<redacted>")
+                .field("credential", credential)
                 .finish(),
         }
     }
@@ -162,10 +186,17 @@ impl Identity {
     }
 
     /// The keys a service principal's Secret holds.
-    pub const SECRET_KEYS: [&str; 4] = ["tenantId", "clientId", "clientSecret", "authorityHost"];
+    pub const SECRET_KEYS: [&str; 5] = [
+        "tenantId",
+        "clientId",
+        "clientSecret",
+        "clientCertificate",
+        "authorityHost",
+    ];
 
-    /// A service principal from a Secret's keys: `tenantId`, `clientId`, `clientSecret`, and
-    /// optionally `authorityHost` (else `default_authority`, else the public cloud).
+    /// A service principal from a Secret's keys: `tenantId`, `clientId`, `clientSecret` or
+    /// `clientCertificate` (PEM: the certificate and its RSA key), and optionally
+    /// `authorityHost` (else `default_authority`, else the public cloud).
     pub fn service_principal_from_keys(
         data: &BTreeMap<String, String>,
         default_authority: Option<&str>,
@@ -175,7 +206,7 @@ impl Identity {
             .find(|k| !Self::SECRET_KEYS.contains(&k.as_str()))
         {
             return Err(CredentialError::Invalid(format!(
-                "unknown key {unknown:?} (a service principal's Secret holds tenantId, clientId, clientSecret and optionally authorityHost)"
+                "unknown key {unknown:?} (a service principal's Secret holds tenantId, clientId, clientSecret or clientCertificate, and optionally authorityHost)"
             )));
         }
         let get = |k: &str| data.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -184,11 +215,28 @@ impl Identity {
                 CredentialError::Invalid(format!("a service principal needs the key {k:?}"))
             })
         };
+        let tenant_id = need("tenantId")?.to_owned();
+        let client_id = need("clientId")?.to_owned();
+        let credential = match (get("clientSecret"), get("clientCertificate")) {
+            (Some(secret), None) => ClientCredential::Secret(secret.into()),
+            (None, Some(pem)) => ClientCredential::Certificate(ClientCertificate::from_pem(pem)?),
+            (None, None) => {
+                return Err(CredentialError::Invalid(
+                    "a service principal needs the key \"clientSecret\" or \"clientCertificate\""
+                        .into(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(CredentialError::Invalid(
+                    "give one of \"clientSecret\" and \"clientCertificate\", not both".into(),
+                ));
+            }
+        };
         let identity = Self::ServicePrincipal {
             authority: authority_host(get("authorityHost").or(default_authority))?,
-            tenant_id: need("tenantId")?.to_owned(),
-            client_id: need("clientId")?.to_owned(),
-            secret: need("clientSecret")?.into(),
+            tenant_id,
+            client_id,
+            credential,
         };
         identity.validate()?;
         Ok(identity)
@@ -254,11 +302,16 @@ impl Identity {
                 authority,
                 tenant_id,
                 client_id,
-                secret,
+                credential,
             } => {
-                let digest = Sha256::digest(secret.expose_secret().as_bytes());
-                let digest: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("sp|{authority}|{tenant_id}|{client_id}|{digest}|{scope}")
+                let proof = match credential {
+                    ClientCredential::Secret(secret) => {
+                        let digest = Sha256::digest(secret.expose_secret().as_bytes());
+                        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+                    }
+                    ClientCredential::Certificate(c) => format!("x5t:{}", c.thumbprint()),
+                };
+                format!("sp|{authority}|{tenant_id}|{client_id}|{proof}|{scope}")
             }
         }
     }
@@ -277,8 +330,26 @@ impl Identity {
         }
     }
 
+    /// The client assertion a certificate signs for a request at `now` (Unix seconds), for a
+    /// service principal with a certificate; `None` for every other identity.
+    pub fn signed_assertion(
+        &self,
+        now: i64,
+        jti: &str,
+    ) -> Option<Result<SecretString, CredentialError>> {
+        match self {
+            Self::ServicePrincipal {
+                authority,
+                tenant_id,
+                client_id,
+                credential: ClientCredential::Certificate(cert),
+            } => Some(cert.assertion(client_id, &token_url(authority, tenant_id), now, jti)),
+            _ => None,
+        }
+    }
+
     /// The request for a token of `scope`. `assertion` is the federated token read from the
-    /// file (workload identity only).
+    /// file (workload identity) or the certificate's signed assertion.
     pub fn token_request(&self, scope: &str, assertion: Option<&SecretString>) -> TokenRequest {
         match self {
             Self::Workload {
@@ -303,16 +374,29 @@ impl Identity {
                 authority,
                 tenant_id,
                 client_id,
-                secret,
-            } => TokenRequest::Form {
-                url: token_url(authority, tenant_id),
-                body: form(&[
+                credential,
+            } => {
+                let proof = match credential {
+                    ClientCredential::Secret(secret) => ("client_secret", secret.expose_secret()),
+                    ClientCredential::Certificate(_) => (
+                        "client_assertion",
+                        assertion.map_or("", |a| a.expose_secret()),
+                    ),
+                };
+                let mut fields = vec![
                     ("grant_type", "client_credentials"),
-                    ("client_id", client_id),
+                    ("client_id", client_id.as_str()),
                     ("scope", scope),
-                    ("client_secret", secret.expose_secret()),
-                ]),
-            },
+                ];
+                if proof.0 == "client_assertion" {
+                    fields.push(("client_assertion_type", JWT_BEARER_ASSERTION));
+                }
+                fields.push(proof);
+                TokenRequest::Form {
+                    url: token_url(authority, tenant_id),
+                    body: form(&fields),
+                }
+            }
             Self::Managed {
                 endpoint,
                 client_id,
@@ -335,7 +419,10 @@ impl Identity {
     /// The secrets a request of this identity carries, to cut out of anything echoed back.
     pub fn secret(&self) -> Option<&SecretString> {
         match self {
-            Self::ServicePrincipal { secret, .. } => Some(secret),
+            Self::ServicePrincipal {
+                credential: ClientCredential::Secret(secret),
+                ..
+            } => Some(secret),
             _ => None,
         }
     }
