@@ -1,25 +1,20 @@
-//! Tokens from Entra ID over real HTTP on 127.0.0.1: a small token endpoint of the test's own
-//! records every request (query, headers, form) and answers as Entra and IMDS do (JSON with
-//! `access_token` and `expires_in`, or Entra-shaped errors). It also answers List Handles, so
-//! the same server shows what the handle client sends with the token.
+//! Tokens from Entra ID over real HTTP on 127.0.0.1, against the tests' own token endpoint
+//! (`common_token_endpoint`): workload identity, managed identity, service principals with a
+//! secret or a certificate, caching, refresh, retries, errors, and what the handle client and
+//! the CLI send with the token.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
-use std::net::SocketAddr;
+#[path = "common_token_endpoint/mod.rs"]
+mod common_token_endpoint;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use secrecy::ExposeSecret;
-use tokio::net::TcpListener;
+
+use common_token_endpoint::TokenServer;
 
 use share_hygiene::auth::Credential;
 use share_hygiene::auth::entra::{Identity, JWT_BEARER_ASSERTION, STORAGE_SCOPE, env};
@@ -27,130 +22,7 @@ use share_hygiene::handles::client::{
     ClientOptions, Endpoint, HandleClient, RetryPolicy, TokenError, TokenOptions, TokenProvider,
 };
 use share_hygiene::handles::{Error, ErrorCategory, HandleService};
-use share_hygiene::protocol::{ListRequest, ServiceVersion, Target, encode_list};
-
-/// One request the server got.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: http::HeaderMap,
-    form: BTreeMap<String, String>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-}
-
-/// A token endpoint (and a handle service that answers List Handles with no handles).
-struct TokenServer {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    /// Answers to give before the default one (a fresh token `token-N`, an hour long).
-    script: Arc<Mutex<VecDeque<(u16, String)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn decode(raw: &str) -> BTreeMap<String, String> {
-    share_hygiene::auth::parse_query(raw)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-impl TokenServer {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(VecDeque::new()));
-        let issued = Arc::new(AtomicU64::new(0));
-        let (log, queue) = (seen.clone(), script.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (log, queue, issued) = (log.clone(), queue.clone(), issued.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let (log, queue, issued) = (log.clone(), queue.clone(), issued.clone());
-                        async move {
-                            let method = req.method().to_string();
-                            let path = req.uri().path().to_owned();
-                            let query = decode(req.uri().query().unwrap_or(""));
-                            let headers = req.headers().clone();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let form = decode(std::str::from_utf8(&body).unwrap());
-                            log.lock().unwrap().push(Seen {
-                                method,
-                                path: path.clone(),
-                                query,
-                                headers,
-                                form,
-                            });
-                            let (status, body) = if path.contains("oauth2") {
-                                queue.lock().unwrap().pop_front().unwrap_or_else(|| {
-                                    let n = issued.fetch_add(1, Ordering::Relaxed) + 1;
-                                    (
-                                        200,
-                                        format!(
-                                            r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"token-{n}"}}"#
-                                        ),
-                                    )
-                                })
-                            } else {
-                                let mut xml = Vec::new();
-                                encode_list(
-                                    &mut xml,
-                                    ServiceVersion::DEFAULT,
-                                    None,
-                                    None,
-                                    &[],
-                                    None,
-                                );
-                                (200, String::from_utf8(xml).unwrap())
-                            };
-                            let mut resp = Response::new(Full::new(Bytes::from(body)));
-                            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, Infallible>(resp)
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self {
-            addr,
-            seen,
-            script,
-            task,
-        }
-    }
-
-    fn authority(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    fn answer(&self, status: u16, body: &str) {
-        self.script
-            .lock()
-            .unwrap()
-            .push_back((status, body.to_owned()));
-    }
-
-    fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use share_hygiene::protocol::{ListRequest, ServiceVersion, Target};
 
 /// A clock the test moves by hand.
 struct ManualClock {

@@ -140,3 +140,25 @@ fn the_keyless_example_compiles_to_workload_identity() {
     let err = parse_manifest(&typo, "typo.yaml").unwrap_err().to_string();
     assert!(err.contains("tenant"), "{err}");
 }
+
+#[test]
+fn a_service_principals_secret_is_watched_like_a_credentials_secret() {
+    let keyed = spec_with_share(|_| {});
+    assert_eq!(
+        keyed.shares[0].secret_names().collect::<Vec<_>>(),
+        ["creds"]
+    );
+    let sp = spec_with_share(|s| {
+        s.credentials_secret_ref = None;
+        s.identity = identity(IdentityKind::ServicePrincipal, None, Some("sp-secret"));
+    });
+    assert_eq!(
+        sp.shares[0].secret_names().collect::<Vec<_>>(),
+        ["sp-secret"]
+    );
+    let workload = spec_with_share(|s| {
+        s.credentials_secret_ref = None;
+        s.identity = identity(IdentityKind::Workload, None, None);
+    });
+    assert_eq!(workload.shares[0].secret_names().count(), 0);
+}
