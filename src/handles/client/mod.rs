@@ -275,7 +275,6 @@ impl HandleClient {
         extra: &[(&'static str, String)],
         limit: usize,
     ) -> Attempt {
-        let started = Instant::now();
         let token = match &self.bearer {
             Some(bearer) => match bearer.token().await {
                 Ok(t) => Some(t),
@@ -283,6 +282,8 @@ impl HandleClient {
             },
             None => None,
         };
+        // Timed after the token: a token exchange is not the storage request's latency.
+        let started = Instant::now();
         let (request, redactor) = match self.build(method, target, query, extra, token.as_ref()) {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e),
