@@ -108,6 +108,33 @@ refuse "chart refuses 2 replicas without leader election" "leaderElection" \
   render --set leaderElection.enabled=false
 refuse "chart refuses an override of an alert that does not exist" "no such alert" \
   render --set metrics.prometheusRules.enabled=true --set metrics.prometheusRules.overrides.ShareHygieneTypo.disabled=true
+refuse "values schema rejects workloadIdentity.enabled without a clientId" "clientId" \
+  render --set workloadIdentity.enabled=true
+refuse "values schema rejects a workloadIdentity.clientId that is not a GUID" "clientId" \
+  render --set workloadIdentity.enabled=true --set workloadIdentity.clientId=my-identity
+refuse "chart refuses workload identity on a ServiceAccount it does not create" "serviceAccount.create" \
+  render --set workloadIdentity.enabled=true --set workloadIdentity.clientId=00000000-0000-0000-0000-000000000000 \
+  --set serviceAccount.create=false --set serviceAccount.name=mine
+# Workload identity: the webhook mutates pods labelled azure.workload.identity/use=true whose
+# ServiceAccount carries the client id; off by default.
+workload_identity_wiring() {
+  "$py" - "$work/default.yaml" "$work/full.yaml" <<'PY'
+import sys, yaml
+def objs(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+def wiring(path):
+    docs = objs(path)
+    sa = next(d for d in docs if d["kind"] == "ServiceAccount")
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    ann = (sa["metadata"].get("annotations") or {}).get("azure.workload.identity/client-id")
+    label = dep["spec"]["template"]["metadata"]["labels"].get("azure.workload.identity/use")
+    return ann, label
+default, full = wiring(sys.argv[1]), wiring(sys.argv[2])
+assert default == (None, None), f"default render has workload identity wiring: {default}"
+assert full == ("00000000-0000-0000-0000-000000000000", "true"), f"all-features render: {full}"
+PY
+}
+run "workload identity: off by default; SA client-id annotation + pod label when enabled" workload_identity_wiring
 single_replica_without_election() {
   render --set replicas=1 --set leaderElection.enabled=false >"$work/single.yaml" || return 1
   grep -q -- '- --no-leader-election' "$work/single.yaml" || { echo "no --no-leader-election"; return 1; }

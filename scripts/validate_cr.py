@@ -64,6 +64,12 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         for x in s
     ),
     "duration(self.interval) >= duration('30s')": lambda s: parse_duration(s["interval"]) >= 30,
+    "has(self.credentialsSecretRef) != has(self.identity)": lambda s: ("credentialsSecretRef" in s) != ("identity" in s),
+    "(self.type == 'ServicePrincipal') == has(self.secretRef)": lambda s: (s.get("type") == "ServicePrincipal")
+    == ("secretRef" in s),
+    "!(self.type == 'ServicePrincipal' && has(self.clientId))": lambda s: not (
+        s.get("type") == "ServicePrincipal" and "clientId" in s
+    ),
 }
 
 
@@ -215,7 +221,32 @@ def mutations(doc: dict) -> list[tuple[str, dict]]:
     mutate("interval: 5 minutes", set_(["spec", "interval"], "5 minutes"))
     mutate("interval: 10s (below 30s)", set_(["spec", "interval"], "10s"))
     mutate("a share name with an underscore", set_(["spec", "shares", 0, "share"], "Team_Files"))
-    mutate("a share without credentials", del_(["spec", "shares", 0, "credentialsSecretRef"]))
+    def no_credentials(d):
+        d["spec"]["shares"][0].pop("credentialsSecretRef", None)
+        d["spec"]["shares"][0].pop("identity", None)
+
+    def both_credentials(d):
+        d["spec"]["shares"][0]["credentialsSecretRef"] = {"name": "teamfiles-key"}
+        d["spec"]["shares"][0]["identity"] = {"type": "Workload"}
+
+    def identity(value: dict):
+        def fn(d):
+            d["spec"]["shares"][0].pop("credentialsSecretRef", None)
+            d["spec"]["shares"][0]["identity"] = value
+        return fn
+
+    mutate("a share without credentials", no_credentials)
+    mutate("a share with both a credentials Secret and an identity", both_credentials)
+    mutate("identity type: Kerberos", identity({"type": "Kerberos"}))
+    mutate("identity without a type", identity({"clientId": "11111111-2222-3333-4444-555555555555"}))
+    mutate("a ServicePrincipal without secretRef", identity({"type": "ServicePrincipal"}))
+    mutate("a Workload identity with a secretRef", identity({"type": "Workload", "secretRef": {"name": "sp"}}))
+    mutate(
+        "a ServicePrincipal with a clientId",
+        identity({"type": "ServicePrincipal", "clientId": "11111111-2222-3333-4444-555555555555", "secretRef": {"name": "sp"}}),
+    )
+    mutate("a clientId that is not a GUID", identity({"type": "Managed", "clientId": "my-identity"}))
+    mutate("an unknown identity field", identity({"type": "Workload", "tenant": "contoso"}))
     mutate("an endpoint that is not a URL", set_(["spec", "shares", 0, "endpoint"], "teamfiles.file.core.windows.net"))
     mutate("the same share twice", lambda d: d["spec"]["shares"].append(copy.deepcopy(d["spec"]["shares"][0])))
     mutate("no rule at all", set_(["spec", "rules"], {}))

@@ -188,7 +188,7 @@ spec:
                 "      share: projects",
                 "      share: projects\n      path: [a]",
                 "spec.shares[0].path",
-                "expected one of endpoint, share, credentialsSecretRef, paths",
+                "expected one of endpoint, share, credentialsSecretRef, identity, paths",
             ),
             (
                 "{ name: teamfiles-key }",

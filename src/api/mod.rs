@@ -145,7 +145,8 @@ impl fmt::Display for Mode {
 }
 
 /// One share to sweep.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("has(self.credentialsSecretRef) != has(self.identity)").message("give exactly one of credentialsSecretRef and identity"))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShareSpec {
     /// The file service endpoint: `https://ACCOUNT.file.core.windows.net` for Azure Files, or a
@@ -159,12 +160,66 @@ pub struct ShareSpec {
     #[schemars(regex(pattern = r"^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$"))]
     pub share: String,
     /// The Secret in the policy's namespace holding the credential: keys `accountName` +
-    /// `accountKey`, or `sasToken`, or `connectionString`.
-    pub credentials_secret_ref: SecretRef,
+    /// `accountKey`, or `sasToken`, or `connectionString`. Give this or `identity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// A Microsoft Entra ID identity the controller gets OAuth tokens for (no key: for
+    /// accounts with Shared Key access disabled). Give this or `credentialsSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
     /// Directories to sweep, recursively (default: the whole share).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = bounds::PATHS), inner(length(max = bounds::PATH_CHARS)))]
     pub paths: Vec<String>,
+}
+
+impl ShareSpec {
+    /// The Secrets this share reads: its credentials Secret or its service principal's.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        let identity = self.identity.as_ref().and_then(|i| i.secret_ref.as_ref());
+        self.credentials_secret_ref
+            .iter()
+            .chain(identity)
+            .map(|r| r.name.as_str())
+    }
+}
+
+/// An Entra ID identity for a share. The controller asks Entra ID for tokens of the scope
+/// `https://storage.azure.com/.default` and sends them with `x-ms-file-request-intent: backup`;
+/// the identity needs the role Storage File Data Privileged Contributor on the account or share.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("(self.type == 'ServicePrincipal') == has(self.secretRef)").message("secretRef is required with type ServicePrincipal and allowed only there"))]
+#[x_kube(validation = Rule::new("!(self.type == 'ServicePrincipal' && has(self.clientId))").message("a ServicePrincipal's clientId is in its Secret, not here"))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IdentitySpec {
+    /// `Workload`: AKS workload identity, federated with the controller's service account
+    /// (the chart's `workloadIdentity` values); `Managed`: the node's managed identity through
+    /// the instance metadata service; `ServicePrincipal`: an application and its client secret
+    /// or certificate from `secretRef`.
+    #[serde(rename = "type")]
+    pub kind: IdentityKind,
+    /// The identity's client id (a GUID). `Workload`: another identity federated with the
+    /// service account than the one the webhook names; `Managed`: a user-assigned identity
+    /// (default: the system-assigned one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"))]
+    pub client_id: Option<String>,
+    /// `ServicePrincipal` only: a Secret with the keys `tenantId`, `clientId`, and
+    /// `clientSecret` or `clientCertificate` (PEM: the certificate and its RSA key), and
+    /// optionally `authorityHost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// The kinds of Entra ID identity.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum IdentityKind {
+    /// AKS workload identity (the projected service-account token).
+    Workload,
+    /// A managed identity (IMDS).
+    Managed,
+    /// A service principal with a client secret.
+    ServicePrincipal,
 }
 
 /// A Secret in the policy's namespace.

@@ -1,5 +1,5 @@
 //! Credentials as users hold them: an account name and key, a SAS token, a connection string,
-//! or a bearer token in a file. Every secret is redacted in `Debug` and `Display`.
+//! a bearer token in a file, or an Entra ID identity that tokens are asked for. Every secret is redacted in `Debug` and `Display`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,6 +62,9 @@ pub enum Credential {
     /// An OAuth bearer token read from a file, re-read when the file changes (workload
     /// identity projects a fresh token there).
     BearerTokenFile(PathBuf),
+    /// OAuth bearer tokens asked of Microsoft Entra ID for this identity (workload identity,
+    /// managed identity, a service principal), cached and refreshed before they expire.
+    Entra(super::entra::Identity),
 }
 
 /// A credential that cannot be used, saying which part is wrong (never the secret itself).

@@ -1,11 +1,13 @@
 //! Authentication for the handle APIs: Shared Key signing and verification, SAS
-//! verification, OAuth bearer token (JWT) verification, and the account key type that keeps
-//! secrets out of logs.
+//! verification, OAuth bearer token (JWT) verification, the account key type that keeps
+//! secrets out of logs, and the requests and token cache rules for OAuth tokens from
+//! Microsoft Entra ID ([`entra`]).
 //!
 //! Everything here works on a neutral [`RequestView`] so that the client (signing) and the
 //! server (verifying) share one implementation of the string-to-sign.
 
 mod credentials;
+pub mod entra;
 mod jwt;
 mod key;
 mod sas;

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
+use share_hygiene::auth::entra::{self, Identity};
 use share_hygiene::auth::{Credential, SasToken, credential_from_keys};
 use share_hygiene::document::from_yaml;
 use share_hygiene::handles::client::{ClientOptions, HandleClient, ShareUrl};
@@ -40,11 +41,125 @@ pub struct CredentialArgs {
     /// projects it.
     #[arg(long)]
     pub bearer_token_file: Option<PathBuf>,
+    /// `login`: authenticate with an Entra ID identity (no key), as `az storage --auth-mode
+    /// login`; `key`: with the key, SAS or connection string given.
+    #[arg(long, env = "AZURE_STORAGE_AUTH_MODE", value_enum, default_value_t = AuthMode::Key)]
+    pub auth_mode: AuthMode,
+    /// Which identity `--auth-mode login` uses (implies it). Default: workload identity when
+    /// AZURE_FEDERATED_TOKEN_FILE is set, a service principal when AZURE_CLIENT_SECRET is,
+    /// else the managed identity.
+    #[arg(long, value_enum)]
+    pub identity: Option<IdentityKind>,
+    /// The identity's client id: a user-assigned managed identity, the application of a
+    /// service principal, or another identity federated with the service account.
+    #[arg(long, env = "AZURE_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The tenant of a workload identity or service principal.
+    #[arg(long, env = "AZURE_TENANT_ID")]
+    pub tenant_id: Option<String>,
+    /// A service principal's client secret.
+    #[arg(long, env = "AZURE_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub client_secret: Option<SecretString>,
+    /// A PEM file with a service principal's certificate and RSA private key (instead of a
+    /// client secret).
+    #[arg(long, env = "AZURE_CLIENT_CERTIFICATE_PATH")]
+    pub client_certificate: Option<PathBuf>,
+}
+
+/// How to authenticate, as `az storage --auth-mode` names it.
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A key, SAS, connection string or bearer token file.
+    #[default]
+    Key,
+    /// An Entra ID identity.
+    Login,
+}
+
+/// Which Entra ID identity to use.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    /// AKS workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE).
+    Workload,
+    /// The VM's or node pool's managed identity, through the instance metadata service.
+    Managed,
+    /// A service principal with a client secret or certificate (--client-id, --tenant-id,
+    /// --client-secret or --client-certificate).
+    ServicePrincipal,
 }
 
 impl CredentialArgs {
+    /// The Entra ID identity `--auth-mode login` / `--identity` ask for; `env` looks up the
+    /// variables the workload identity webhook sets.
+    fn identity(&self, env: impl Fn(&str) -> Option<String>) -> Result<Identity> {
+        let kind = self.identity.unwrap_or_else(|| {
+            if env(entra::env::FEDERATED_TOKEN_FILE).is_some() {
+                IdentityKind::Workload
+            } else if self.client_secret.is_some() || self.client_certificate.is_some() {
+                IdentityKind::ServicePrincipal
+            } else {
+                IdentityKind::Managed
+            }
+        });
+        let client_id = self.client_id.as_deref();
+        Ok(match kind {
+            IdentityKind::Workload => {
+                let lookup = |name: &str| match name {
+                    entra::env::TENANT_ID => self.tenant_id.clone().or_else(|| env(name)),
+                    _ => env(name),
+                };
+                Identity::workload_from_env(lookup, client_id).context("--identity workload")?
+            }
+            IdentityKind::Managed => Identity::managed(client_id).context("--identity managed")?,
+            IdentityKind::ServicePrincipal => {
+                let mut keys = BTreeMap::new();
+                for (key, value) in [
+                    ("clientId", self.client_id.clone()),
+                    ("tenantId", self.tenant_id.clone()),
+                    (
+                        "clientSecret",
+                        self.client_secret
+                            .as_ref()
+                            .map(|s| s.expose_secret().to_owned()),
+                    ),
+                ] {
+                    if let Some(v) = value {
+                        keys.insert(key.to_owned(), v);
+                    }
+                }
+                if let Some(path) = &self.client_certificate {
+                    let pem =
+                        SecretString::from(std::fs::read_to_string(path).with_context(|| {
+                            format!("reading the client certificate {}", path.display())
+                        })?);
+                    keys.insert(
+                        "clientCertificate".to_owned(),
+                        pem.expose_secret().to_owned(),
+                    );
+                }
+                let authority = env(entra::env::AUTHORITY_HOST);
+                Identity::service_principal_from_keys(&keys, authority.as_deref())
+                    .context("--identity service-principal (--client-id / AZURE_CLIENT_ID, --tenant-id / AZURE_TENANT_ID, --client-secret / AZURE_CLIENT_SECRET or --client-certificate / AZURE_CLIENT_CERTIFICATE_PATH)")?
+            }
+        })
+    }
+
     /// The credential these flags give for an endpoint of `account`.
     pub fn credential(&self, url_sas: Option<&str>, account: &str) -> Result<Credential> {
+        if self.auth_mode == AuthMode::Login || self.identity.is_some() {
+            let keyed = self.account_key.is_some()
+                || self.sas_token.is_some()
+                || self.connection_string.is_some()
+                || self.credentials_file.is_some()
+                || self.bearer_token_file.is_some();
+            if keyed {
+                bail!(
+                    "--auth-mode login (or --identity) authenticates with an Entra ID identity: drop --account-key, --sas-token, --connection-string, --credentials-file and --bearer-token-file (and their environment variables)"
+                );
+            }
+            let identity = self.identity(|name| std::env::var(name).ok())?;
+            return Ok(Credential::Entra(identity));
+        }
         if let Some(name) = &self.account_name
             && name != account
         {
@@ -85,7 +200,7 @@ impl CredentialArgs {
             return Ok(Credential::Sas(SasToken::new(sas)?));
         } else {
             bail!(
-                "no credential: give --account-key, --sas-token, --connection-string, --credentials-file or --bearer-token-file, or set AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING"
+                "no credential: give --auth-mode login (an Entra ID identity), --account-key, --sas-token, --connection-string, --credentials-file or --bearer-token-file, or set AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING"
             );
         }
         let (credential, _) = credential_from_keys(&data, account).context("credentials")?;
@@ -147,6 +262,73 @@ mod tests {
                 "{shown}"
             );
         }
+    }
+
+    #[test]
+    fn login_picks_the_identity_from_flags_and_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let webhook: &[(&str, &str)] = &[
+            ("AZURE_CLIENT_ID", "c-from-env"),
+            ("AZURE_TENANT_ID", "t-from-env"),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/t",
+            ),
+        ];
+        let args = |a: &[&str]| {
+            let mut all = vec!["--auth-mode", "login"];
+            all.extend_from_slice(a);
+            parse(&all).creds
+        };
+        let id = args(&[]).identity(env(webhook)).unwrap();
+        assert!(
+            matches!(id, Identity::Workload { ref client_id, ref tenant_id, .. } if client_id == "c-from-env" && tenant_id == "t-from-env"),
+            "{id:?}"
+        );
+        let id = args(&["--client-id", "c2", "--tenant-id", "t2"])
+            .identity(env(webhook))
+            .unwrap();
+        assert!(
+            matches!(id, Identity::Workload { ref client_id, ref tenant_id, .. } if client_id == "c2" && tenant_id == "t2"),
+            "{id:?}"
+        );
+        let id = args(&["--client-id", "c3"]).identity(env(&[])).unwrap();
+        assert!(
+            matches!(id, Identity::Managed { ref client_id, ref endpoint } if client_id.as_deref() == Some("c3") && endpoint == entra::IMDS_TOKEN_ENDPOINT),
+            "{id:?}"
+        );
+        let sp = args(&[
+            "--client-id",
+            "c4",
+            "--tenant-id",
+            "t4",
+            "--client-secret",
+            "s3cr3t-v",
+        ]);
+        assert!(!format!("{sp:?}").contains("s3cr3t"));
+        let id = sp.identity(env(&[])).unwrap();
+        assert!(matches!(id, Identity::ServicePrincipal { .. }), "{id:?}");
+        let err = parse(&["--identity", "service-principal", "--client-id", "c5"])
+            .creds
+            .identity(env(&[]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("\"tenantId\""), "{err:#}");
+        let err = parse(&["--identity", "workload"])
+            .creds
+            .identity(env(&[]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("AZURE_CLIENT_ID"), "{err:#}");
+        let err = args(&["--account-key", KEY])
+            .credential(None, "acct")
+            .unwrap_err();
+        assert!(err.to_string().contains("drop --account-key"), "{err}");
     }
 
     #[test]

@@ -17,12 +17,14 @@ use super::connect::CredentialArgs;
 use super::handle_service::load_seed;
 use super::{ExitCode, table};
 use share_hygiene::api::{Mode, parse_manifest};
+use share_hygiene::auth::entra::Identity;
 use share_hygiene::auth::{AccountKey, Credential, SECRET_KEYS, credential_from_keys};
+use share_hygiene::controller::share_identity;
 use share_hygiene::document::{DocumentError, from_yaml, printable};
 use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
 use share_hygiene::handles::memory::DEFAULT_CLOSE_BATCH;
 use share_hygiene::handles::{Error as HandleError, HandleService};
-use share_hygiene::policy::{ClusterFacts, OrphanLedger, Policy, compile};
+use share_hygiene::policy::{ClusterFacts, OrphanLedger, Policy, ShareCredentials, compile};
 use share_hygiene::server::{HandleServer, RunningServer, ServerConfig};
 use share_hygiene::sweep::{
     Outcome, Progress, SweepInput, SweepOptions, SweepReport, format_counts, sweep,
@@ -107,19 +109,23 @@ pub fn load_policy(path: &Path) -> Result<(String, Policy)> {
     Ok((name, policy))
 }
 
-/// The --secrets file: credentialsSecretRef names to a Secret's keys. Every entry's keys are
-/// checked when the file is read, so a misspelled key fails the sweep even in an entry no
-/// share uses today.
+/// The --secrets file: Secret names (a share's credentialsSecretRef or its service
+/// principal's secretRef) to a Secret's keys. Every entry's keys are checked when the file is
+/// read, so a misspelled key fails the sweep even in an entry no share uses today.
 fn read_secrets(path: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
     let secrets: BTreeMap<String, BTreeMap<String, String>> = read_yaml(path, "secrets file")?;
     for (name, keys) in &secrets {
-        if let Some(unknown) = keys.keys().find(|k| !SECRET_KEYS.contains(&k.as_str())) {
+        let known = |k: &String| {
+            SECRET_KEYS.contains(&k.as_str()) || Identity::SECRET_KEYS.contains(&k.as_str())
+        };
+        if let Some(unknown) = keys.keys().find(|k| !known(k)) {
             let err = DocumentError::new(
                 path.display().to_string(),
                 printable(&format!("{name}.{unknown}")),
                 format!(
-                    "unknown key, expected one of {} (accountName + accountKey, sasToken, or connectionString)",
-                    SECRET_KEYS.join(", ")
+                    "unknown key, expected one of {} (accountName + accountKey, sasToken, or connectionString), or {} (a service principal)",
+                    SECRET_KEYS.join(", "),
+                    Identity::SECRET_KEYS.join(", ")
                 ),
             );
             return Err(anyhow::Error::new(err).context("invalid secrets file"));
@@ -260,13 +266,32 @@ fn share_services(
     for scope in &policy.shares {
         let endpoint =
             Endpoint::parse(&scope.endpoint).with_context(|| format!("share {}", scope.share))?;
-        let credential = match secrets.get(&scope.secret) {
-            Some(keys) => credential_from_keys(keys, endpoint.account())
-                .map(|(c, _)| c)
-                .with_context(|| format!("secret {} in {}", scope.secret, args.secrets.as_ref().map(|p| p.display().to_string()).unwrap_or_default()))?,
-            None => args.creds.credential(None, endpoint.account()).with_context(|| {
-                format!("share {}: its Secret {:?} is not in --secrets, and the credential flags give none", scope.share, scope.secret)
-            })?,
+        let secrets_file = || {
+            args.secrets
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let credential = match (&scope.credentials, scope.credentials.secret()) {
+            (ShareCredentials::Secret(name), _) => match secrets.get(name) {
+                Some(keys) => credential_from_keys(keys, endpoint.account())
+                    .map(|(c, _)| c)
+                    .with_context(|| format!("secret {name} in {}", secrets_file()))?,
+                None => args.creds.credential(None, endpoint.account()).with_context(|| {
+                    format!("share {}: its Secret {name:?} is not in --secrets, and the credential flags give none", scope.share)
+                })?,
+            },
+            (identity, secret) => {
+                let keys = match secret {
+                    Some(name) => Some(secrets.get(name).with_context(|| {
+                        format!("share {}: its service principal's Secret {name:?} is not in --secrets", scope.share)
+                    })?),
+                    None => None,
+                };
+                let identity = share_identity(identity, keys, |name| std::env::var(name).ok())
+                    .with_context(|| format!("share {}: identity", scope.share))?;
+                Credential::Entra(identity)
+            }
         };
         let client: Arc<dyn HandleService> = Arc::new(HandleClient::new(
             endpoint,

@@ -41,6 +41,7 @@ pub use error::Error;
 pub use facts::{FactsSource, ReflectedFacts, StaticFacts, facts_of};
 pub use leader::{AlwaysLeader, Leadership, LeaseLeader, LeaseSettings, NeverLeader};
 pub use reconcile::{Context, FIELD_MANAGER, apply_status, error_policy, reconcile};
+pub use secrets::share_identity;
 pub use status::{after_sweep, invalid_spec, ledger_of};
 
 use crate::api::HandlePolicy;
@@ -340,7 +341,7 @@ fn referencing(
                         .spec
                         .shares
                         .iter()
-                        .any(|s| s.credentials_secret_ref.name == name)
+                        .any(|s| s.secret_names().any(|n| n == name))
             }
             Err(_) => false,
         })

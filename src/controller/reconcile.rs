@@ -270,9 +270,13 @@ async fn share_services(
                 Endpoint::parse(&scope.endpoint).map_err(|e| HandleError::Credential {
                     message: e.to_string(),
                 })?;
-            let credential =
-                secrets::credential(&ctx.client, namespace, &scope.secret, endpoint.account())
-                    .await?;
+            let credential = secrets::credential(
+                &ctx.client,
+                namespace,
+                &scope.credentials,
+                endpoint.account(),
+            )
+            .await?;
             let client = HandleClient::new(endpoint, credential, ctx.client_options.clone())
                 .map_err(|e| HandleError::Credential {
                     message: e.to_string(),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::api::{AccessRight, FieldError, HandlePolicySpec, InvalidSpec, Mode, bounds};
+use crate::api::{
+    AccessRight, FieldError, HandlePolicySpec, IdentityKind, InvalidSpec, Mode, ShareSpec, bounds,
+};
 use crate::duration::HumanDuration;
 use crate::glob::{NameGlob, PathGlob};
 use crate::protocol::AccessRights;
@@ -35,11 +37,133 @@ pub struct ShareScope {
     pub endpoint: String,
     /// The share.
     pub share: String,
-    /// The credentials Secret's name.
-    pub secret: String,
+    /// Where the share's credential comes from.
+    pub credentials: ShareCredentials,
     /// Directories swept recursively, normalized (no leading or trailing `/`; empty = root).
     /// Nested roots are dropped so no handle is listed twice.
     pub roots: Vec<String>,
+}
+
+/// Where a share's credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareCredentials {
+    /// The named Secret: an account key, a SAS or a connection string.
+    Secret(String),
+    /// AKS workload identity; a client id other than the webhook's, when given.
+    Workload {
+        /// The identity's client id.
+        client_id: Option<String>,
+    },
+    /// A managed identity: a user-assigned one when a client id is given.
+    Managed {
+        /// The identity's client id.
+        client_id: Option<String>,
+    },
+    /// A service principal whose tenant, client id and secret are in the named Secret.
+    ServicePrincipal {
+        /// The Secret's name.
+        secret: String,
+    },
+}
+
+impl ShareCredentials {
+    /// The Secret read for the credential, when there is one.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Self::Secret(name) | Self::ServicePrincipal { secret: name } => Some(name),
+            Self::Workload { .. } | Self::Managed { .. } => None,
+        }
+    }
+}
+
+/// The credential choice of a share: exactly one of a credentials Secret and an identity.
+fn share_credentials(
+    errs: &mut Errors,
+    field: &dyn Fn(&str) -> String,
+    s: &ShareSpec,
+) -> ShareCredentials {
+    let fallback = ShareCredentials::Secret(String::new());
+    let identity = match (&s.credentials_secret_ref, &s.identity) {
+        (Some(secret), None) => {
+            errs.chars(
+                &field("credentialsSecretRef.name"),
+                &secret.name,
+                bounds::SECRET_NAME_CHARS,
+            );
+            return ShareCredentials::Secret(secret.name.clone());
+        }
+        (None, Some(identity)) => identity,
+        (Some(_), Some(_)) => {
+            errs.push(
+                field("identity"),
+                "",
+                "give exactly one of credentialsSecretRef and identity, not both",
+            );
+            return fallback;
+        }
+        (None, None) => {
+            errs.push(
+                field("credentialsSecretRef"),
+                "",
+                "give credentialsSecretRef (a key, SAS or connection string) or identity (Entra ID)",
+            );
+            return fallback;
+        }
+    };
+    if let Some(id) = &identity.client_id {
+        let guid = id.len() == 36
+            && id.char_indices().all(|(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            });
+        if !guid {
+            errs.push(field("identity.clientId"), id, "not a client id (a GUID)");
+        }
+    }
+    match (identity.kind, &identity.secret_ref) {
+        (IdentityKind::ServicePrincipal, Some(secret)) => {
+            if identity.client_id.is_some() {
+                errs.push(
+                    field("identity.clientId"),
+                    identity.client_id.as_deref().unwrap_or_default(),
+                    "a ServicePrincipal's clientId is in its Secret, not here",
+                );
+            }
+            errs.chars(
+                &field("identity.secretRef.name"),
+                &secret.name,
+                bounds::SECRET_NAME_CHARS,
+            );
+            ShareCredentials::ServicePrincipal {
+                secret: secret.name.clone(),
+            }
+        }
+        (IdentityKind::ServicePrincipal, None) => {
+            errs.push(
+                field("identity.secretRef"),
+                "",
+                "a ServicePrincipal needs secretRef (keys tenantId, clientId, clientSecret or clientCertificate)",
+            );
+            fallback
+        }
+        (kind, Some(secret)) => {
+            errs.push(
+                field("identity.secretRef"),
+                &secret.name,
+                format!("secretRef is for type ServicePrincipal only, not {kind:?}"),
+            );
+            fallback
+        }
+        (IdentityKind::Workload, None) => ShareCredentials::Workload {
+            client_id: identity.client_id.clone(),
+        },
+        (IdentityKind::Managed, None) => ShareCredentials::Managed {
+            client_id: identity.client_id.clone(),
+        },
+    }
 }
 
 /// The rules of a policy, compiled.
@@ -179,11 +303,7 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
     for (i, s) in spec.shares.iter().enumerate() {
         let field = |f: &str| format!("spec.shares[{i}].{f}");
         errs.chars(&field("endpoint"), &s.endpoint, bounds::ENDPOINT_CHARS);
-        errs.chars(
-            &field("credentialsSecretRef.name"),
-            &s.credentials_secret_ref.name,
-            bounds::SECRET_NAME_CHARS,
-        );
+        let credentials = share_credentials(&mut errs, &field, s);
         errs.items(&field("paths"), &s.paths, bounds::PATHS);
         let scheme_ok = s.endpoint.starts_with("https://") || s.endpoint.starts_with("http://");
         if !scheme_ok || s.endpoint.contains(['?', '#', ' ']) {
@@ -224,7 +344,7 @@ pub fn compile(spec: &HandlePolicySpec) -> Result<Policy, InvalidSpec> {
         shares.push(ShareScope {
             endpoint: s.endpoint.trim_end_matches('/').to_owned(),
             share: s.share.clone(),
-            secret: s.credentials_secret_ref.name.clone(),
+            credentials,
             roots: outer,
         });
     }

@@ -10,7 +10,8 @@ mod plan;
 
 pub use classify::{Facts, Keep, Reason, Verdict, classify, in_scope, is_protected};
 pub use compile::{
-    Limits, MIN_INTERVAL, Policy, Rules, ShareScope, compile, is_within, normalize_path,
+    Limits, MIN_INTERVAL, Policy, Rules, ShareCredentials, ShareScope, compile, is_within,
+    normalize_path,
 };
 pub use facts::{ClusterFacts, OrphanLedger, client_key};
 pub use plan::{

@@ -35,9 +35,10 @@ pub fn share(name: &str) -> ShareSpec {
     ShareSpec {
         endpoint: "https://acct.file.core.windows.net".into(),
         share: name.into(),
-        credentials_secret_ref: SecretRef {
+        credentials_secret_ref: Some(SecretRef {
             name: "creds".into(),
-        },
+        }),
+        identity: None,
         paths: Vec::new(),
     }
 }

@@ -77,3 +77,32 @@ app.kubernetes.io/component: controller
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The ServiceAccount's annotations: the values', plus the workload identity client id (and
+tenant) when workloadIdentity is enabled.
+*/}}
+{{- define "share-hygiene.serviceAccountAnnotations" -}}
+{{- $annotations := deepCopy (.Values.serviceAccount.annotations | default dict) -}}
+{{- if .Values.workloadIdentity.enabled -}}
+{{- $_ := set $annotations "azure.workload.identity/client-id" .Values.workloadIdentity.clientId -}}
+{{- with .Values.workloadIdentity.tenantId -}}
+{{- $_ := set $annotations "azure.workload.identity/tenant-id" . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $annotations -}}
+{{- end -}}
+
+{{/*
+The pod's own labels: the values', plus the label the workload identity webhook selects pods
+by when workloadIdentity is enabled.
+*/}}
+{{- define "share-hygiene.podLabels" -}}
+{{- $labels := deepCopy (.Values.podLabels | default dict) -}}
+{{- if .Values.workloadIdentity.enabled -}}
+{{- $_ := set $labels "azure.workload.identity/use" "true" -}}
+{{- end -}}
+{{- if $labels -}}
+{{- toYaml $labels -}}
+{{- end -}}
+{{- end -}}

@@ -8,6 +8,7 @@
 mod bearer;
 mod body;
 mod endpoint;
+mod identity;
 mod redact;
 mod retry;
 
@@ -29,6 +30,7 @@ use crate::protocol::{
 
 pub use body::{MAX_LIST_BODY, MAX_SMALL_BODY};
 pub use endpoint::{Endpoint, InvalidUrl, ShareUrl};
+pub use identity::{Clock, TokenError, TokenOptions, TokenProvider};
 pub use retry::{RetryBudget, RetryPolicy, is_retryable_status, parse_retry_after};
 
 use bearer::BearerFile;
@@ -95,7 +97,7 @@ pub struct HandleClient {
     http: reqwest::Client,
     endpoint: Endpoint,
     credential: Credential,
-    bearer: Option<BearerFile>,
+    bearer: Option<Bearer>,
     options: ClientOptions,
     budget: RetryBudget,
     stats: ClientStats,
@@ -111,6 +113,24 @@ pub enum ClientError {
     /// The HTTP stack could not be set up.
     #[error("setting up HTTP: {0}")]
     Http(String),
+}
+
+/// Where a bearer credential's tokens come from.
+enum Bearer {
+    /// A file something else keeps fresh.
+    File(BearerFile),
+    /// Entra ID, through a shared, caching provider.
+    Entra(Arc<TokenProvider>),
+}
+
+impl Bearer {
+    async fn token(&self) -> Result<secrecy::SecretString, Error> {
+        match self {
+            Self::File(file) => file.token(),
+            Self::Entra(provider) => provider.token().await.map_err(|e| e.to_string()),
+        }
+        .map_err(|message| Error::Credential { message })
+    }
 }
 
 /// A successful answer, read whole.
@@ -145,17 +165,16 @@ impl HandleClient {
             )));
         }
         let bearer = match &credential {
-            Credential::BearerTokenFile(path) => {
-                if options.version < ServiceVersion::V2022_11_02 {
-                    return Err(ClientError::Credential(format!(
-                        "bearer tokens need x-ms-version 2022-11-02 or later, not {}",
-                        options.version
-                    )));
-                }
-                Some(BearerFile::new(path))
-            }
-            _ => None,
+            Credential::BearerTokenFile(path) => Some(Bearer::File(BearerFile::new(path))),
+            Credential::Entra(identity) => Some(Bearer::Entra(TokenProvider::shared(identity)?)),
+            Credential::SharedKey { .. } | Credential::Sas(_) => None,
         };
+        if bearer.is_some() && options.version < ServiceVersion::V2022_11_02 {
+            return Err(ClientError::Credential(format!(
+                "bearer tokens need x-ms-version 2022-11-02 or later, not {}",
+                options.version
+            )));
+        }
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(options.request_timeout)
@@ -256,8 +275,16 @@ impl HandleClient {
         extra: &[(&'static str, String)],
         limit: usize,
     ) -> Attempt {
+        let token = match &self.bearer {
+            Some(bearer) => match bearer.token().await {
+                Ok(t) => Some(t),
+                Err(e) => return Attempt::Fail(e),
+            },
+            None => None,
+        };
+        // Timed after the token: a token exchange is not the storage request's latency.
         let started = Instant::now();
-        let (request, redactor) = match self.build(method, target, query, extra) {
+        let (request, redactor) = match self.build(method, target, query, extra, token.as_ref()) {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e),
         };
@@ -329,6 +356,7 @@ impl HandleClient {
         target: &Target,
         query: &[(&'static str, String)],
         extra: &[(&'static str, String)],
+        token: Option<&secrecy::SecretString>,
     ) -> Result<(reqwest::Request, Redactor), Error> {
         let mut redactor = Redactor::default();
         let mut url = self.endpoint.resource_url(&target.share, &target.path);
@@ -414,13 +442,12 @@ impl HandleClient {
                 )?;
             }
             Credential::Sas(_) => {}
-            Credential::BearerTokenFile(_) => {
-                let token = self
-                    .bearer
-                    .as_ref()
-                    .expect("a bearer credential has a token file")
-                    .token()
-                    .map_err(|message| Error::Credential { message })?;
+            Credential::BearerTokenFile(_) | Credential::Entra(_) => {
+                let token = token.ok_or_else(|| Error::Credential {
+                    message: "no bearer token for the request".into(),
+                })?;
+                // OAuth on the file data plane requires the caller to state a backup intent
+                // (the token's role then grants access regardless of file ACLs).
                 redactor.add(token.expose_secret());
                 set(&mut headers, "x-ms-file-request-intent", "backup")?;
                 set(
