@@ -486,7 +486,11 @@ impl Ctx {
                     .is_some_and(|c| {
                         c["iss"] == fed_issuer.as_str()
                             && c["sub"] == subject.as_str()
-                            && c["aud"] == ASSERTION_AUDIENCE
+                            // Kubernetes writes `aud` as a list; a plain string is valid too.
+                            && (c["aud"] == ASSERTION_AUDIENCE
+                                || c["aud"]
+                                    .as_array()
+                                    .is_some_and(|a| a.iter().any(|x| x == ASSERTION_AUDIENCE)))
                             && c["exp"].as_i64().is_some_and(|exp| exp > now())
                     })
             })
