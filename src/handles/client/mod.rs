@@ -8,6 +8,8 @@
 mod bearer;
 mod body;
 mod endpoint;
+mod limiter;
+mod pool;
 mod redact;
 mod retry;
 
@@ -29,6 +31,8 @@ use crate::protocol::{
 
 pub use body::{MAX_LIST_BODY, MAX_SMALL_BODY};
 pub use endpoint::{Endpoint, InvalidUrl, ShareUrl};
+pub use limiter::{Limiter, LimiterOptions, LimiterState, Permit, Signal};
+pub use pool::{ClientPool, CredentialVersion, DEFAULT_IDLE_AFTER, EndpointLimits};
 pub use retry::{RetryBudget, RetryPolicy, is_retryable_status, parse_retry_after};
 
 use bearer::BearerFile;
@@ -53,8 +57,11 @@ pub struct ClientOptions {
     pub operation_timeout: Duration,
     /// When to retry.
     pub retry: RetryPolicy,
-    /// Retries the whole client may spend at once (see [`RetryBudget`]).
+    /// Retries the whole client (or, in a [`ClientPool`], the endpoint) may spend at once
+    /// (see [`RetryBudget`]).
     pub retry_budget: u32,
+    /// How many requests are in flight at once to the endpoint (see [`Limiter`]).
+    pub concurrency: LimiterOptions,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +72,7 @@ impl Default for ClientOptions {
             operation_timeout: GIVE_UP_AFTER,
             retry: RetryPolicy::default(),
             retry_budget: 20,
+            concurrency: LimiterOptions::default(),
         }
     }
 }
@@ -97,7 +105,8 @@ pub struct HandleClient {
     credential: Credential,
     bearer: Option<BearerFile>,
     options: ClientOptions,
-    budget: RetryBudget,
+    budget: Arc<RetryBudget>,
+    limiter: Arc<Limiter>,
     stats: ClientStats,
     observer: Option<Arc<dyn RequestObserver>>,
 }
@@ -169,7 +178,8 @@ impl HandleClient {
             endpoint,
             credential,
             bearer,
-            budget: RetryBudget::new(options.retry_budget),
+            budget: Arc::new(RetryBudget::new(options.retry_budget)),
+            limiter: Arc::new(Limiter::new(options.concurrency)),
             options,
             stats: ClientStats::default(),
             observer: None,
@@ -180,6 +190,18 @@ impl HandleClient {
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Shares `limits` (the endpoint's limiter and retry budget) with other clients of it.
+    pub fn with_limits(mut self, limits: EndpointLimits) -> Self {
+        self.limiter = limits.limiter;
+        self.budget = limits.budget;
+        self
+    }
+
+    /// The limiter of requests in flight to its endpoint.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 
     /// The endpoint.
@@ -256,6 +278,8 @@ impl HandleClient {
         extra: &[(&'static str, String)],
         limit: usize,
     ) -> Attempt {
+        // Signed after the wait for room, so the request's date is fresh.
+        let permit = self.limiter.acquire().await;
         let started = Instant::now();
         let (request, redactor) = match self.build(method, target, query, extra) {
             Ok(r) => r,
@@ -267,6 +291,7 @@ impl HandleClient {
         self.budget.deposit();
         let result = self.http.execute(request).await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        permit.settle(load_signal(&result, started.elapsed()));
         if let Some(observer) = &self.observer {
             observer.observe(operation, status, started.elapsed());
         }
@@ -433,6 +458,19 @@ impl HandleClient {
         let mut request = reqwest::Request::new(method, url);
         *request.headers_mut() = headers;
         Ok((request, redactor))
+    }
+}
+
+/// What an answer says about the endpoint's load: throttling (with its `Retry-After`), an
+/// answer after so long, or nothing (no answer).
+fn load_signal(result: &Result<reqwest::Response, reqwest::Error>, elapsed: Duration) -> Signal {
+    match result {
+        Ok(resp) if matches!(resp.status().as_u16(), 429 | 503) => Signal::Throttled(
+            header_str(resp.headers(), "retry-after")
+                .and_then(|v| parse_retry_after(&v, Timestamp::now())),
+        ),
+        Ok(_) => Signal::Answered(elapsed),
+        Err(_) => Signal::Ignored,
     }
 }
 
