@@ -8,12 +8,15 @@
 //! - A slower answer holds the limit: a queue is building somewhere.
 //! - Throttling (429, 503) halves it, at most once per round trip: answers to requests sent
 //!   before the last halving say nothing new.
-//! - `Retry-After` holds every new request to the endpoint until it has passed (capped).
+//! - While a throttled request waits out its `Retry-After` before its retry, every new request
+//!   to the endpoint waits too ([`Limiter::pause`]).
 //!
 //! The limit stays within `[floor, ceiling]`; the ceiling is the most requests in flight the
 //! endpoint ever gets from this process, whatever the number of shares and policies using it.
 
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -84,8 +87,8 @@ impl LimiterOptions {
 pub enum Signal {
     /// It answered (any status that is not throttling) after this long.
     Answered(Duration),
-    /// It throttled (429, 503), maybe with a `Retry-After`.
-    Throttled(Option<Duration>),
+    /// It throttled (429, 503).
+    Throttled,
     /// Nothing was learned (the request broke or was given up on).
     Ignored,
 }
@@ -174,8 +177,10 @@ impl Limiter {
         self.state.lock().expect("limiter lock poisoned")
     }
 
-    /// Waits for room to send one request (and for any `Retry-After` pause to pass).
+    /// Waits for room to send one request (and for any `Retry-After` pause to pass). The
+    /// request counts as gone out from here on (see [`tracking_sent`]).
     pub async fn acquire(&self) -> Permit<'_> {
+        note(WAITING);
         loop {
             let freed = self.freed.notified();
             let mut freed = std::pin::pin!(freed);
@@ -190,6 +195,7 @@ impl Limiter {
                         if (s.in_flight as f64) < s.limit.floor() {
                             s.in_flight += 1;
                             s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+                            note(SENT);
                             return Permit {
                                 limiter: self,
                                 epoch: s.epoch,
@@ -215,7 +221,7 @@ impl Limiter {
             s.in_flight -= 1;
             match signal {
                 Signal::Answered(latency) => self.answered(&mut s, latency),
-                Signal::Throttled(retry_after) => self.throttled(&mut s, epoch, retry_after),
+                Signal::Throttled => self.throttled(&mut s, epoch),
                 Signal::Ignored => {}
             }
             (s.limit.floor() as usize).saturating_sub(s.in_flight)
@@ -245,11 +251,15 @@ impl Limiter {
         s.limit = (s.limit + step).min(self.options.ceiling as f64);
     }
 
-    fn throttled(&self, s: &mut State, epoch: u64, retry_after: Option<Duration>) {
-        if let Some(after) = retry_after {
-            let until = Instant::now() + after.min(self.options.max_pause);
-            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
-        }
+    /// Holds every new request for `wait` (at most `max_pause`): the endpoint asked for it
+    /// with a `Retry-After` that a throttled request is waiting out.
+    pub fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(self.options.max_pause);
+        let mut s = self.lock();
+        s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    fn throttled(&self, s: &mut State, epoch: u64) {
         if epoch != s.epoch {
             return;
         }
@@ -289,6 +299,43 @@ impl Drop for Permit<'_> {
             self.limiter.settle(self.epoch, Signal::Ignored);
         }
     }
+}
+
+/// Whether a call's requests went out, as the limiters it waited on saw it: so that a call
+/// ended while it only waited for room is known to have sent nothing.
+#[derive(Debug, Default)]
+pub struct Sending(AtomicU8);
+
+const UNKNOWN: u8 = 0;
+const WAITING: u8 = 1;
+const SENT: u8 = 2;
+
+impl Sending {
+    /// True when the call waited for room and no request of it went out. False when one did,
+    /// or when it never met a limiter (a service without one: assume it acted).
+    pub fn only_waited(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == WAITING
+    }
+}
+
+tokio::task_local! {
+    static SENDING: Arc<Sending>;
+}
+
+/// Runs `call`, recording in `sending` whether its requests went out (see [`Sending`]).
+pub async fn tracking_sent<F: Future>(sending: Arc<Sending>, call: F) -> F::Output {
+    SENDING.scope(sending, call).await
+}
+
+fn note(state: u8) {
+    let _ = SENDING.try_with(|s| {
+        if state == SENT {
+            s.0.store(SENT, Ordering::Relaxed);
+        } else {
+            let _ =
+                s.0.compare_exchange(UNKNOWN, state, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    });
 }
 
 #[cfg(test)]
@@ -345,12 +392,12 @@ mod tests {
         let permits: Vec<_> = futures::future::join_all((0..32).map(|_| l.acquire())).await;
         // All 32 were sent before the endpoint pushed back: one halving, not 32.
         for p in permits {
-            p.settle(Signal::Throttled(None));
+            p.settle(Signal::Throttled);
         }
         assert_eq!(l.state().limit, 16.0);
         assert_eq!(l.state().backoffs, 1);
         for _ in 0..5 {
-            l.acquire().await.settle(Signal::Throttled(None));
+            l.acquire().await.settle(Signal::Throttled);
         }
         assert_eq!(l.state().limit, 5.0, "floor");
     }
@@ -358,7 +405,7 @@ mod tests {
     #[tokio::test]
     async fn after_a_backoff_it_returns_to_the_last_good_level_in_a_few_round_trips() {
         let l = limiter(40, 2, 100);
-        l.acquire().await.settle(Signal::Throttled(None));
+        l.acquire().await.settle(Signal::Throttled);
         assert_eq!(l.state().limit, 20.0);
         rounds(&l, 3, Signal::Answered(RTT)).await;
         let limit = l.state().limit;
@@ -388,9 +435,8 @@ mod tests {
     async fn retry_after_pauses_the_endpoint() {
         let l = limiter(8, 2, 8);
         let start = Instant::now();
-        l.acquire()
-            .await
-            .settle(Signal::Throttled(Some(Duration::from_secs(2))));
+        l.acquire().await.settle(Signal::Throttled);
+        l.pause(Duration::from_secs(2));
         let _next = l.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(2));
     }

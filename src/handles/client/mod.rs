@@ -31,7 +31,7 @@ use crate::protocol::{
 
 pub use body::{MAX_LIST_BODY, MAX_SMALL_BODY};
 pub use endpoint::{Endpoint, InvalidUrl, ShareUrl};
-pub use limiter::{Limiter, LimiterOptions, LimiterState, Permit, Signal};
+pub use limiter::{Limiter, LimiterOptions, LimiterState, Permit, Sending, Signal, tracking_sent};
 pub use pool::{ClientPool, CredentialVersion, DEFAULT_IDLE_AFTER, EndpointLimits};
 pub use retry::{RetryBudget, RetryPolicy, is_retryable_status, parse_retry_after};
 
@@ -225,12 +225,23 @@ impl HandleClient {
         headers: &[(&'static str, String)],
         limit: usize,
     ) -> Result<Answer, Error> {
+        // The per-call limit starts once there is room to send: it bounds the endpoint's
+        // answer, not the wait behind other calls (which ends when a sweep gives up on it).
+        let mut first = Some(self.limiter.acquire().await);
         let deadline = Instant::now() + self.options.operation_timeout;
         let run = async {
             let mut retry = 0;
             loop {
                 let outcome = self
-                    .attempt(operation, method.clone(), target, query, headers, limit)
+                    .attempt(
+                        first.take(),
+                        operation,
+                        method.clone(),
+                        target,
+                        query,
+                        headers,
+                        limit,
+                    )
                     .await;
                 let (error, retry_after) = match outcome {
                     Attempt::Done(resp) => return Ok(resp),
@@ -253,6 +264,10 @@ impl HandleClient {
                 if let Some(observer) = &self.observer {
                     observer.retried(operation);
                 }
+                // The endpoint asked for this wait: nothing else goes to it meanwhile.
+                if retry_after.is_some() {
+                    self.limiter.pause(wait);
+                }
                 tracing::debug!(target = %describe(target), retry, ?wait, error = %error, "retrying");
                 self.stats
                     .retries
@@ -269,8 +284,10 @@ impl HandleClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
+        permit: Option<Permit<'_>>,
         operation: &'static str,
         method: reqwest::Method,
         target: &Target,
@@ -279,7 +296,10 @@ impl HandleClient {
         limit: usize,
     ) -> Attempt {
         // Signed after the wait for room, so the request's date is fresh.
-        let permit = self.limiter.acquire().await;
+        let permit = match permit {
+            Some(p) => p,
+            None => self.limiter.acquire().await,
+        };
         let started = Instant::now();
         let (request, redactor) = match self.build(method, target, query, extra) {
             Ok(r) => r,
@@ -461,14 +481,11 @@ impl HandleClient {
     }
 }
 
-/// What an answer says about the endpoint's load: throttling (with its `Retry-After`), an
-/// answer after so long, or nothing (no answer).
+/// What an answer says about the endpoint's load: throttling, an answer after so long, or
+/// nothing (no answer).
 fn load_signal(result: &Result<reqwest::Response, reqwest::Error>, elapsed: Duration) -> Signal {
     match result {
-        Ok(resp) if matches!(resp.status().as_u16(), 429 | 503) => Signal::Throttled(
-            header_str(resp.headers(), "retry-after")
-                .and_then(|v| parse_retry_after(&v, Timestamp::now())),
-        ),
+        Ok(resp) if matches!(resp.status().as_u16(), 429 | 503) => Signal::Throttled,
         Ok(_) => Signal::Answered(elapsed),
         Err(_) => Signal::Ignored,
     }
