@@ -35,6 +35,8 @@ pub struct LimiterOptions {
     pub latency_tolerance: f64,
     /// The longest `Retry-After` honoured as a pause of the whole endpoint.
     pub max_pause: Duration,
+    /// What throttling multiplies the limit by (0.5: halves it).
+    pub backoff: f64,
 }
 
 impl Default for LimiterOptions {
@@ -46,6 +48,7 @@ impl Default for LimiterOptions {
             latency_tolerance: 2.0,
             // Well within the per-call limit, so a pause alone never runs calls out of time.
             max_pause: Duration::from_secs(10),
+            backoff: 0.5,
         }
     }
 }
@@ -70,6 +73,12 @@ impl LimiterOptions {
             return Err(format!(
                 "the concurrency ceiling ({}) is below the floor ({})",
                 self.ceiling, self.floor
+            ));
+        }
+        if !(0.1..1.0).contains(&self.backoff) {
+            return Err(format!(
+                "the backoff factor must be from 0.1 to below 1, not {}",
+                self.backoff
             ));
         }
         if self.latency_tolerance.is_nan() || self.latency_tolerance < 1.0 {
@@ -139,6 +148,7 @@ impl Limiter {
             ceiling,
             initial: options.initial.clamp(floor, ceiling),
             latency_tolerance: options.latency_tolerance.max(1.0),
+            backoff: options.backoff.clamp(0.1, 0.95),
             ..options
         };
         Self {
@@ -264,7 +274,7 @@ impl Limiter {
             return;
         }
         s.last_backoff_at = s.limit;
-        s.limit = (s.limit / 2.0).max(self.options.floor as f64);
+        s.limit = (s.limit * self.options.backoff).max(self.options.floor as f64);
         s.epoch += 1;
         s.backoffs += 1;
     }
@@ -454,6 +464,11 @@ mod tests {
             ..LimiterOptions::default()
         };
         assert!(zero.validate().is_err());
+        let flat = LimiterOptions {
+            backoff: 1.0,
+            ..LimiterOptions::default()
+        };
+        assert!(flat.validate().unwrap_err().contains("backoff"));
         assert!(LimiterOptions::default().validate().is_ok());
     }
 }
