@@ -21,7 +21,7 @@ use share_hygiene::auth::AccountKey;
 use share_hygiene::controller::{
     AlwaysLeader, Context, FOLLOWER_RECHECK, Leadership, NeverLeader, StaticFacts, reconcile,
 };
-use share_hygiene::handles::client::ClientOptions;
+use share_hygiene::handles::client::{ClientOptions, ClientPool, DEFAULT_IDLE_AFTER};
 use share_hygiene::handles::memory::{MemoryStore, OpenSpec};
 use share_hygiene::metrics::ControllerMetrics;
 use share_hygiene::protocol::AccessRights;
@@ -134,10 +134,13 @@ fn context(client: kube::Client, leader: Arc<dyn Leadership>) -> Arc<Context> {
         leader,
         facts: Arc::new(StaticFacts(None)),
         sweep_options: SweepOptions::default(),
-        client_options: ClientOptions {
-            retry_budget: 0,
-            ..ClientOptions::default()
-        },
+        clients: ClientPool::new(
+            ClientOptions {
+                retry_budget: 0,
+                ..ClientOptions::default()
+            },
+            DEFAULT_IDLE_AFTER,
+        ),
         shutdown: Arc::new(AtomicBool::new(false)),
         sweep_slots: tokio::sync::Semaphore::new(8),
         credentials_changed: Default::default(),

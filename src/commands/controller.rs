@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::ExitCode;
 use share_hygiene::controller::{ControllerConfig, LeaseSettings, run};
-use share_hygiene::handles::client::ClientOptions;
+use share_hygiene::handles::client::{ClientOptions, LimiterOptions};
 use share_hygiene::sweep::SweepOptions;
 
 /// `controller` options.
@@ -45,9 +45,16 @@ pub struct ControllerArgs {
     /// Shares listed or closed at once per policy.
     #[arg(long, default_value_t = 4)]
     share_concurrency: usize,
-    /// Close requests in flight per share.
-    #[arg(long, default_value_t = 8)]
+    /// Close requests offered at once per share; how many are in flight is decided per
+    /// storage account, between --account-concurrency-floor and --account-concurrency-ceiling.
+    #[arg(long, default_value_t = SweepOptions::default().close_concurrency)]
     close_concurrency: usize,
+    /// Requests in flight to one storage account at least, however hard it throttles.
+    #[arg(long, default_value_t = LimiterOptions::default().floor)]
+    account_concurrency_floor: usize,
+    /// Requests in flight to one storage account at most, from all policies together.
+    #[arg(long, default_value_t = LimiterOptions::default().ceiling)]
+    account_concurrency_ceiling: usize,
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -69,6 +76,15 @@ pub async fn run_controller(args: ControllerArgs) -> Result<ExitCode> {
             grace_secs: (args.lease_duration / 3).max(1),
         })
     };
+    let concurrency = LimiterOptions {
+        floor: args.account_concurrency_floor,
+        ceiling: args.account_concurrency_ceiling,
+        ..LimiterOptions::default()
+    };
+    concurrency
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("--account-concurrency-floor and --account-concurrency-ceiling")?;
     let config = ControllerConfig {
         namespaces: args.namespaces,
         policy_selector: args.policy_selector.filter(|s| !s.trim().is_empty()),
@@ -81,7 +97,10 @@ pub async fn run_controller(args: ControllerArgs) -> Result<ExitCode> {
             close_concurrency: args.close_concurrency,
             ..SweepOptions::default()
         },
-        client: ClientOptions::default(),
+        client: ClientOptions {
+            concurrency,
+            ..ClientOptions::default()
+        },
     };
     run(config, super::handle_service::shutdown_signal()).await?;
     Ok(ExitCode::Ok)

@@ -21,7 +21,9 @@ use share_hygiene::auth::entra::Identity;
 use share_hygiene::auth::{AccountKey, Credential, SECRET_KEYS, credential_from_keys};
 use share_hygiene::controller::share_identity;
 use share_hygiene::document::{DocumentError, from_yaml, printable};
-use share_hygiene::handles::client::{ClientOptions, Endpoint, HandleClient};
+use share_hygiene::handles::client::{
+    ClientOptions, ClientPool, DEFAULT_IDLE_AFTER, Endpoint, HandleClient,
+};
 use share_hygiene::handles::memory::DEFAULT_CLOSE_BATCH;
 use share_hygiene::handles::{Error as HandleError, HandleService};
 use share_hygiene::policy::{ClusterFacts, OrphanLedger, Policy, ShareCredentials, compile};
@@ -262,6 +264,9 @@ fn share_services(
         Some(path) => read_secrets(path)?,
         None => BTreeMap::new(),
     };
+    // Shares of one account share one client per credential, and one limit of requests in
+    // flight and one retry budget.
+    let pool = ClientPool::new(ClientOptions::default(), DEFAULT_IDLE_AFTER);
     let mut out = Vec::new();
     for scope in &policy.shares {
         let endpoint =
@@ -293,11 +298,7 @@ fn share_services(
                 Credential::Entra(identity)
             }
         };
-        let client: Arc<dyn HandleService> = Arc::new(HandleClient::new(
-            endpoint,
-            credential,
-            ClientOptions::default(),
-        )?);
+        let client: Arc<dyn HandleService> = pool.client(endpoint, credential)?;
         out.push(Ok(client));
     }
     if out.is_empty() {

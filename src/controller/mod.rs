@@ -45,7 +45,7 @@ pub use secrets::share_identity;
 pub use status::{after_sweep, invalid_spec, ledger_of};
 
 use crate::api::HandlePolicy;
-use crate::handles::client::ClientOptions;
+use crate::handles::client::{ClientOptions, ClientPool, DEFAULT_IDLE_AFTER};
 use crate::metrics::ControllerMetrics;
 use crate::sweep::SweepOptions;
 
@@ -184,11 +184,12 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        metrics,
+        metrics: metrics.clone(),
         leader,
         facts: Arc::new(facts.clone()),
         sweep_options: config.sweep.clone(),
-        client_options: config.client.clone(),
+        clients: ClientPool::new(config.client.clone(), DEFAULT_IDLE_AFTER)
+            .with_observer(Arc::new(metrics.clone())),
         shutdown: shutdown_flag.clone(),
         sweep_slots: tokio::sync::Semaphore::new(config.max_concurrent_sweeps.get()),
         credentials_changed: Default::default(),

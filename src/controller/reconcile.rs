@@ -22,7 +22,7 @@ use super::facts::FactsSource;
 use super::leader::Leadership;
 use super::{events, secrets, status};
 use crate::api::{HandlePolicy, HandlePolicyStatus, SWEEP_REQUESTED_ANNOTATION};
-use crate::handles::client::{ClientOptions, Endpoint, HandleClient};
+use crate::handles::client::{ClientPool, Endpoint};
 use crate::handles::{Error as HandleError, HandleService};
 use crate::metrics::ControllerMetrics;
 use crate::policy::{Policy, compile};
@@ -45,8 +45,9 @@ pub struct Context {
     pub facts: Arc<dyn FactsSource>,
     /// How sweeps run.
     pub sweep_options: SweepOptions,
-    /// How the handle clients behave.
-    pub client_options: ClientOptions,
+    /// The handle clients, kept per endpoint and credential version across sweeps, with one
+    /// limit of requests in flight and one retry budget per endpoint.
+    pub clients: ClientPool,
     /// Set on shutdown.
     pub shutdown: Arc<std::sync::atomic::AtomicBool>,
     /// One permit per sweep that may run at once, over all policies (`--max-concurrent-sweeps`):
@@ -230,6 +231,8 @@ pub async fn reconcile(
         stop: ctx.stop_signal(),
     };
     let report = sweep(input, &ctx.sweep_options).await;
+    // Clients of rotated credentials and of policies gone for a while go now.
+    ctx.clients.drop_idle();
     let ended = (ctx.clock)();
     tracing::info!(
         %namespace, %name, mode = %report.mode, seen = report.seen(), closed = report.closed(),
@@ -277,12 +280,13 @@ async fn share_services(
                 endpoint.account(),
             )
             .await?;
-            let client = HandleClient::new(endpoint, credential, ctx.client_options.clone())
-                .map_err(|e| HandleError::Credential {
-                    message: e.to_string(),
-                })?
-                .with_observer(Arc::new(ctx.metrics.clone()));
-            Ok::<Arc<dyn HandleService>, HandleError>(Arc::new(client))
+            let client =
+                ctx.clients
+                    .client(endpoint, credential)
+                    .map_err(|e| HandleError::Credential {
+                        message: e.to_string(),
+                    })?;
+            Ok::<Arc<dyn HandleService>, HandleError>(client)
         };
         out.push(service.await);
     }

@@ -150,6 +150,11 @@ async fn close_one(state: &ActState<'_>, c: &Condemned) -> Outcome {
         Ok(page) if page.failed > 0 => Outcome::Failed,
         Ok(_) => Outcome::Gone,
         Err(e) if e.category() == ErrorCategory::PathNotFound => Outcome::Gone,
+        // Its endpoint was given up on before this close went out: not closed, not failed.
+        Err(e) if super::give_up::never_sent(&e) => {
+            state.fail(e);
+            Outcome::NotClosed(NotClosed::ShareError)
+        }
         Err(e) => {
             tracing::warn!(share = state.share, handle = %c.id, error = %e, "force close failed; stopping closes on this share");
             state.fail(e);

@@ -9,10 +9,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+use crate::handles::client::{Sending, tracking_sent};
 use crate::handles::{Error, ErrorCategory, HandleService, describe};
 use crate::protocol::{ClosePage, CloseRequest, ListPage, ListRequest, Target};
 
@@ -81,21 +83,50 @@ impl Guarded {
     ) -> Result<T, Error> {
         let mut given_up = self.endpoint.0.subscribe();
         if *given_up.borrow() {
-            return Err(gave_up(target, "not sent"));
+            return Err(gave_up(target, NOT_SENT));
         }
-        tokio::select! {
-            biased;
-            result = call() => {
+        let sending = Arc::new(Sending::default());
+        let mut call = std::pin::pin!(tracking_sent(sending.clone(), call()));
+        let mut ended = std::pin::pin!(given_up.wait_for(|g| *g));
+        std::future::poll_fn(|cx| {
+            // A call still waiting for room to send (the endpoint's limit) when the endpoint
+            // is given up on sends nothing: it is not polled again, so it cannot take a slot
+            // that a failed call just freed.
+            if sending.only_waited() && *self.endpoint.0.borrow() {
+                return Poll::Ready(Err(gave_up(target, NOT_SENT)));
+            }
+            // A call that sent is asked first: an answer that came is kept.
+            if let Poll::Ready(result) = call.as_mut().poll(cx) {
                 if let Err(e) = &result
                     && e.category() == ErrorCategory::Unreachable
                 {
                     self.endpoint.0.send_replace(true);
                 }
-                result
+                return Poll::Ready(result);
             }
-            _ = given_up.wait_for(|g| *g) => Err(gave_up(target, "no answer yet")),
-        }
+            match ended.as_mut().poll(cx) {
+                Poll::Ready(_) => {
+                    let what = if sending.only_waited() {
+                        NOT_SENT
+                    } else {
+                        "no answer yet"
+                    };
+                    Poll::Ready(Err(gave_up(target, what)))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
+}
+
+/// How the guard says that a call it ended sent nothing.
+const NOT_SENT: &str = "not sent";
+
+/// Whether `e` is the guard's word that the call sent nothing (so nothing it asked for can
+/// have happened).
+pub(super) fn never_sent(e: &Error) -> bool {
+    matches!(e, Error::Transport { message, .. } if message.starts_with(NOT_SENT) && message.contains("gave up"))
 }
 
 fn gave_up(target: &Target, what: &str) -> Error {

@@ -54,7 +54,9 @@ pub struct SweepOptions {
     pub page_size: u32,
     /// Shares observed or acted on at once.
     pub share_concurrency: usize,
-    /// Close-by-id requests in flight per share.
+    /// Close-by-id requests offered at once per share. How many are really in flight is
+    /// decided per endpoint by the client's adaptive limiter (see docs/sweep.md), so this only
+    /// needs to be large enough to keep that limit busy.
     pub close_concurrency: usize,
     /// Progress reports, if wanted.
     pub progress: Option<Arc<dyn Progress>>,
@@ -65,7 +67,7 @@ impl Default for SweepOptions {
         Self {
             page_size: 5000,
             share_concurrency: 4,
-            close_concurrency: 8,
+            close_concurrency: 128,
             progress: None,
         }
     }

@@ -9,6 +9,8 @@ mod bearer;
 mod body;
 mod endpoint;
 mod identity;
+mod limiter;
+mod pool;
 mod redact;
 mod retry;
 
@@ -31,6 +33,8 @@ use crate::protocol::{
 pub use body::{MAX_LIST_BODY, MAX_SMALL_BODY};
 pub use endpoint::{Endpoint, InvalidUrl, ShareUrl};
 pub use identity::{Clock, TokenError, TokenOptions, TokenProvider};
+pub use limiter::{Limiter, LimiterOptions, LimiterState, Permit, Sending, Signal, tracking_sent};
+pub use pool::{ClientPool, CredentialVersion, DEFAULT_IDLE_AFTER, EndpointLimits};
 pub use retry::{RetryBudget, RetryPolicy, is_retryable_status, parse_retry_after};
 
 use bearer::BearerFile;
@@ -55,8 +59,11 @@ pub struct ClientOptions {
     pub operation_timeout: Duration,
     /// When to retry.
     pub retry: RetryPolicy,
-    /// Retries the whole client may spend at once (see [`RetryBudget`]).
+    /// Retries the whole client (or, in a [`ClientPool`], the endpoint) may spend at once
+    /// (see [`RetryBudget`]).
     pub retry_budget: u32,
+    /// How many requests are in flight at once to the endpoint (see [`Limiter`]).
+    pub concurrency: LimiterOptions,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +74,7 @@ impl Default for ClientOptions {
             operation_timeout: GIVE_UP_AFTER,
             retry: RetryPolicy::default(),
             retry_budget: 20,
+            concurrency: LimiterOptions::default(),
         }
     }
 }
@@ -99,7 +107,8 @@ pub struct HandleClient {
     credential: Credential,
     bearer: Option<Bearer>,
     options: ClientOptions,
-    budget: RetryBudget,
+    budget: Arc<RetryBudget>,
+    limiter: Arc<Limiter>,
     stats: ClientStats,
     observer: Option<Arc<dyn RequestObserver>>,
 }
@@ -188,7 +197,8 @@ impl HandleClient {
             endpoint,
             credential,
             bearer,
-            budget: RetryBudget::new(options.retry_budget),
+            budget: Arc::new(RetryBudget::new(options.retry_budget)),
+            limiter: Arc::new(Limiter::new(options.concurrency)),
             options,
             stats: ClientStats::default(),
             observer: None,
@@ -199,6 +209,18 @@ impl HandleClient {
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Shares `limits` (the endpoint's limiter and retry budget) with other clients of it.
+    pub fn with_limits(mut self, limits: EndpointLimits) -> Self {
+        self.limiter = limits.limiter;
+        self.budget = limits.budget;
+        self
+    }
+
+    /// The limiter of requests in flight to its endpoint.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 
     /// The endpoint.
@@ -222,12 +244,23 @@ impl HandleClient {
         headers: &[(&'static str, String)],
         limit: usize,
     ) -> Result<Answer, Error> {
+        // The per-call limit starts once there is room to send: it bounds the endpoint's
+        // answer, not the wait behind other calls (which ends when a sweep gives up on it).
+        let mut first = Some(self.limiter.acquire().await);
         let deadline = Instant::now() + self.options.operation_timeout;
         let run = async {
             let mut retry = 0;
             loop {
                 let outcome = self
-                    .attempt(operation, method.clone(), target, query, headers, limit)
+                    .attempt(
+                        first.take(),
+                        operation,
+                        method.clone(),
+                        target,
+                        query,
+                        headers,
+                        limit,
+                    )
                     .await;
                 let (error, retry_after) = match outcome {
                     Attempt::Done(resp) => return Ok(resp),
@@ -250,6 +283,10 @@ impl HandleClient {
                 if let Some(observer) = &self.observer {
                     observer.retried(operation);
                 }
+                // The endpoint asked for this wait: nothing else goes to it meanwhile.
+                if retry_after.is_some() {
+                    self.limiter.pause(wait);
+                }
                 tracing::debug!(target = %describe(target), retry, ?wait, error = %error, "retrying");
                 self.stats
                     .retries
@@ -266,8 +303,10 @@ impl HandleClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
+        permit: Option<Permit<'_>>,
         operation: &'static str,
         method: reqwest::Method,
         target: &Target,
@@ -282,7 +321,12 @@ impl HandleClient {
             },
             None => None,
         };
-        // Timed after the token: a token exchange is not the storage request's latency.
+        // Waits for room after the token (a token exchange is not the storage request's
+        // latency), and signs after the wait, so the request's date is fresh.
+        let permit = match permit {
+            Some(p) => p,
+            None => self.limiter.acquire().await,
+        };
         let started = Instant::now();
         let (request, redactor) = match self.build(method, target, query, extra, token.as_ref()) {
             Ok(r) => r,
@@ -294,6 +338,7 @@ impl HandleClient {
         self.budget.deposit();
         let result = self.http.execute(request).await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        permit.settle(load_signal(&result, started.elapsed()));
         if let Some(observer) = &self.observer {
             observer.observe(operation, status, started.elapsed());
         }
@@ -460,6 +505,16 @@ impl HandleClient {
         let mut request = reqwest::Request::new(method, url);
         *request.headers_mut() = headers;
         Ok((request, redactor))
+    }
+}
+
+/// What an answer says about the endpoint's load: throttling, an answer after so long, or
+/// nothing (no answer).
+fn load_signal(result: &Result<reqwest::Response, reqwest::Error>, elapsed: Duration) -> Signal {
+    match result {
+        Ok(resp) if matches!(resp.status().as_u16(), 429 | 503) => Signal::Throttled,
+        Ok(_) => Signal::Answered(elapsed),
+        Err(_) => Signal::Ignored,
     }
 }
 
