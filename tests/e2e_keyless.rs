@@ -52,11 +52,13 @@ impl Drop for Service {
 }
 
 impl Service {
-    fn start(dir: &Path, entra: &Entra) -> Self {
+    /// A service over a memory store with `stale` handles held for three days and one held
+    /// for five minutes.
+    fn start(dir: &Path, entra: &Entra, stale: u32) -> Self {
         let seed = dir.join("seed.yaml");
         std::fs::write(
             &seed,
-            "shares:\n  - name: projects\n    handles:\n      - {path: logs/app.log, client: \"10.240.0.9:50001\", age: 3d, count: 3}\n      - {path: logs/new.log, client: \"10.240.0.9:50001\", age: 5m}\n",
+            format!("shares:\n  - name: projects\n    handles:\n      - {{path: logs/app.log, client: \"10.240.0.9:50001\", age: 3d, count: {stale}}}\n      - {{path: logs/new.log, client: \"10.240.0.9:50001\", age: 5m}}\n"),
         )
         .unwrap();
         let port = free_port();
@@ -114,7 +116,7 @@ fn policy(dir: &Path, endpoint: &str, mode: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "apiVersion: sharehygiene.io/v1alpha1\nkind: HandlePolicy\nmetadata:\n  name: keyless\n  namespace: storage\nspec:\n  mode: {mode}\n  shares:\n    - endpoint: {endpoint}\n      share: projects\n      identity:\n        type: Workload\n  rules:\n    stale:\n      openLongerThan: 24h\n  limits:\n    safetyValvePercent: 100\n"
+            "apiVersion: sharehygiene.io/v1alpha1\nkind: HandlePolicy\nmetadata:\n  name: keyless\n  namespace: storage\nspec:\n  mode: {mode}\n  shares:\n    - endpoint: {endpoint}\n      share: projects\n      identity:\n        type: Workload\n  rules:\n    stale:\n      openLongerThan: 24h\n  limits:\n    safetyValvePercent: 100\n    maxClosesPerSweep: 100000\n"
         ),
     )
     .unwrap();
@@ -168,7 +170,7 @@ async fn a_keyless_policy_sweeps_through_workload_identity_against_a_service_ref
     let dir = temp_dir("sweep");
     let token_file = dir.join("azure-identity-token");
     std::fs::write(&token_file, projected_token(&cluster_key)).unwrap();
-    let service = Service::start(&dir, &entra);
+    let service = Service::start(&dir, &entra, 3);
 
     // A key is refused outright: this service is an account with key access disabled.
     let keyed = Command::new(bin())
@@ -232,5 +234,36 @@ async fn a_keyless_policy_sweeps_through_workload_identity_against_a_service_ref
     );
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("AuthorizationPermissionMismatch"), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_expires_mid_sweep_is_refreshed() {
+    let entra = Entra::start(TENANT).await;
+    // Tokens live one second, so the client refreshes them every half second (half their
+    // lifetime) while the sweep closes twenty thousand handles one by one.
+    entra.set_token_lifetime(1);
+    let cluster_key = std::sync::Arc::new(SigningKey::generate("cluster-1"));
+    entra.add_federated_app(CLIENT_ID, OID, CLUSTER_ISSUER, SUBJECT, cluster_key.clone());
+    let dir = temp_dir("refresh");
+    let token_file = dir.join("azure-identity-token");
+    std::fs::write(&token_file, projected_token(&cluster_key)).unwrap();
+    let service = Service::start(&dir, &entra, 20_000);
+
+    let enforce = policy(&dir, &service.endpoint(), "Enforce");
+    let (code, report, stderr) = sweep(&enforce, &entra, &token_file);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(total(&report, "closed"), 20_000, "{stderr}");
+    assert_eq!(total(&report, "failed"), 0, "{stderr}");
+    let took = report["duration"].as_f64().unwrap_or(0.0);
+    // The premise, not a speed target: the sweep must outlive its first token to test this.
+    assert!(
+        took > 0.6,
+        "the sweep took {took} s, too short to outlive a token: raise the handle count"
+    );
+    assert!(
+        entra.tokens_issued() >= 2,
+        "one token served a {took} s sweep: it was never refreshed"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

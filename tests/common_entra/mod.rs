@@ -167,6 +167,8 @@ struct State {
     /// Issuers trusted for federated assertions, with their keys.
     federation: HashMap<String, Arc<SigningKey>>,
     tokens_issued: usize,
+    /// Seconds an access token from the token endpoint lives.
+    token_lifetime: i64,
 }
 
 /// The running local Entra ID.
@@ -200,6 +202,7 @@ impl Entra {
             managed: Vec::new(),
             federation: HashMap::new(),
             tokens_issued: 0,
+            token_lifetime: 3600,
         }));
         let ctx = Arc::new(Ctx {
             tenant: tenant.to_owned(),
@@ -282,6 +285,12 @@ impl Entra {
     /// How many access tokens the token endpoint issued.
     pub fn tokens_issued(&self) -> usize {
         self.state.lock().unwrap().tokens_issued
+    }
+
+    /// Access tokens from the token endpoint live `secs` seconds from now on (an hour by
+    /// default), so that a test can outlive one.
+    pub fn set_token_lifetime(&self, secs: i64) {
+        self.state.lock().unwrap().token_lifetime = secs;
     }
 
     /// Registers an application `client_id` (principal `oid`) that proves itself with `secret`.
@@ -505,6 +514,7 @@ impl Ctx {
             return oauth_error("invalid_scope", "scope must be RESOURCE/.default");
         };
         let now = now();
+        let lifetime = state.token_lifetime;
         let claims = json!({
             "aud": format!("{resource}/"),
             "iss": issuer,
@@ -514,7 +524,7 @@ impl Ctx {
             "appid": client_id,
             "iat": now,
             "nbf": now,
-            "exp": now + 3600,
+            "exp": now + lifetime,
         });
         let key = state.keys.last().unwrap().clone();
         state.tokens_issued += 1;
@@ -523,8 +533,8 @@ impl Ctx {
             StatusCode::OK,
             &json!({
                 "token_type": "Bearer",
-                "expires_in": 3600,
-                "ext_expires_in": 3600,
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
                 "access_token": key.sign(&claims),
             }),
         )
