@@ -145,6 +145,7 @@ fn context(client: kube::Client, leader: Arc<dyn Leadership>) -> Arc<Context> {
         sweep_slots: tokio::sync::Semaphore::new(8),
         credentials_changed: Default::default(),
         api_errors: Default::default(),
+        applied: Default::default(),
         clock: now,
     })
 }
@@ -525,6 +526,42 @@ async fn a_swept_policy_is_not_swept_again_before_its_interval() {
         "60s of the 5m interval have passed"
     );
     verifier.await.unwrap();
+}
+
+/// The watch may bring a policy's new status to the store only after the next reconcile read
+/// the object: that reconcile, handed the object without the status just applied, must not
+/// sweep the policy a second time.
+#[tokio::test]
+async fn a_reconcile_that_reads_the_status_before_it_was_written_does_not_sweep_again() {
+    let (running, store, key) = service(4, 6).await;
+    let policy = policy_json(
+        &format!("http://{}/{ACCOUNT}", running.addr),
+        "Enforce",
+        json!({}),
+    );
+    let (client, mut handle) = mock();
+    let ctx = context(client, Arc::new(AlwaysLeader));
+    let verifier = {
+        let policy = policy.clone();
+        tokio::spawn(async move {
+            expect_secret(&mut handle, Some(&key)).await;
+            expect_status_apply(&mut handle, &policy).await;
+            expect_event(&mut handle).await;
+            expect_event(&mut handle).await;
+            // The second reconcile: no Secret read, no status, no Event.
+            expect_no_more(&mut handle).await;
+        })
+    };
+    reconcile(guard(&policy), ctx.clone()).await.unwrap();
+    assert_eq!(store.stats().handles, 6);
+    let action = reconcile(guard(&policy), ctx).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(300)),
+        "the stale copy in the store is not a first sweep"
+    );
+    verifier.await.unwrap();
+    running.shutdown().await;
 }
 
 /// A deleted policy is forgotten: what was kept about it and its metric series go, another

@@ -194,6 +194,7 @@ pub async fn run(
         sweep_slots: tokio::sync::Semaphore::new(config.max_concurrent_sweeps.get()),
         credentials_changed: Default::default(),
         api_errors: Default::default(),
+        applied: Default::default(),
         clock: jiff::Timestamp::now,
     });
 

@@ -59,6 +59,10 @@ pub struct Context {
     /// Per policy: consecutive reconciles that failed talking to the Kubernetes API, to space
     /// their retries (not sweeps: a sweep's own failures are counted in status).
     pub api_errors: Mutex<HashMap<String, u32>>,
+    /// Per policy: the status this replica last applied after a sweep. The watch may bring it
+    /// to the store after the next reconcile has already read the object, and a reconcile that
+    /// read the older status would sweep the policy again: it reads its own write instead.
+    pub applied: Mutex<HashMap<String, HandlePolicyStatus>>,
     /// The clock (tests pin it).
     pub clock: fn() -> Timestamp,
 }
@@ -81,6 +85,26 @@ impl Context {
             .expect("lock poisoned")
             .remove(&key);
         self.api_errors.lock().expect("lock poisoned").remove(&key);
+        self.applied.lock().expect("lock poisoned").remove(&key);
+    }
+
+    /// The newer of the stored status and the one this replica last applied for `key`.
+    fn newest_status(&self, key: &str, stored: HandlePolicyStatus) -> HandlePolicyStatus {
+        let started = |s: &HandlePolicyStatus| {
+            s.last_sweep
+                .as_ref()
+                .and_then(|l| l.start_time.parse::<Timestamp>().ok())
+        };
+        let mut applied = self.applied.lock().expect("lock poisoned");
+        match applied.get(key) {
+            Some(mine) if started(mine) > started(&stored) => mine.clone(),
+            // The store caught up (or another replica swept since): it is the truth again.
+            Some(_) => {
+                applied.remove(key);
+                stored
+            }
+            None => stored,
+        }
     }
 
     /// Records that a Secret the policy `key` names changed at `at`.
@@ -163,6 +187,7 @@ pub async fn reconcile(
         .and_then(|a| a.get(SWEEP_REQUESTED_ANNOTATION))
         .map(String::as_str);
     let key = format!("{namespace}/{name}");
+    let prev = ctx.newest_status(&key, prev);
 
     // A policy that cannot be read or compiled is degraded; it waits for a spec change.
     let compiled: Result<Policy, String> = match parsed {
@@ -245,6 +270,10 @@ pub async fn reconcile(
     };
     let next = status::after_sweep(&prev, &report, meta.generation, ended, request);
     apply_status(&ctx.client, &namespace, &name, &next).await?;
+    ctx.applied
+        .lock()
+        .expect("lock poisoned")
+        .insert(key.clone(), next.clone());
     drop(slot);
     publish(&ctx, events::for_sweep(&prev, &next, &report), &reference).await;
     ctx.metrics.record_sweep(&namespace, &name, &report, ended);
