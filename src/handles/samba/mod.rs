@@ -126,7 +126,13 @@ pub struct SambaStore {
     config: SambaConfig,
     shares: RwLock<ShareCache>,
     markers: MarkerCodec,
+    /// Opens on the server at the last look ([`NOT_LOOKED_YET`] before the first): the
+    /// store's size, as of the last listing or close, since counting costs a look.
+    opens_seen: std::sync::atomic::AtomicUsize,
 }
+
+/// `opens_seen` before the first look at the server.
+const NOT_LOOKED_YET: usize = usize::MAX;
 
 /// Tool timings of one look at the server, for logs and benchmarks.
 #[derive(Debug, Default, Clone, Copy)]
@@ -157,6 +163,7 @@ impl SambaStore {
             }),
             config,
             markers: MarkerCodec::new(),
+            opens_seen: std::sync::atomic::AtomicUsize::new(NOT_LOOKED_YET),
         })
     }
 
@@ -248,6 +255,8 @@ impl SambaStore {
             &sessions.stdout,
         )
         .map_err(backend)?;
+        self.opens_seen
+            .store(snap.opens.len(), std::sync::atomic::Ordering::Relaxed);
         for (tool, bad) in [
             ("smbstatus -L -f", &bad_rows),
             ("net rpc file", &bad_entries),
@@ -531,7 +540,10 @@ impl HandleService for SambaStore {
     fn size(&self) -> crate::handles::StoreSize {
         crate::handles::StoreSize {
             shares: Some(self.shares().shares.len()),
-            handles: None,
+            handles: match self.opens_seen.load(std::sync::atomic::Ordering::Relaxed) {
+                NOT_LOOKED_YET => None,
+                n => Some(n),
+            },
         }
     }
 }
